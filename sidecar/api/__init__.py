@@ -1,0 +1,1 @@
+"""HTTP endpoints under /admin, one blueprint per resource."""

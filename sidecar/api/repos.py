@@ -1,0 +1,65 @@
+"""The repo cache: clone or refresh, list, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from flask_smorest.error_handler import ErrorSchema
+
+from sidecar.api.errors import parse_path
+from sidecar.api.jobs import job_view
+from sidecar.inventory import cached_repos, repo_info, repo_worktrees
+from sidecar.names import parse_repo
+from sidecar.schemas import CloneRequest, ForceQuery, JobSchema, RepoListSchema
+from sidecar.services import services
+from worker import jobs as worker_jobs
+
+blp = Blueprint("repos", __name__, url_prefix="/admin/repos", description="Bare clones cached on the volume")
+
+
+@blp.route("/clone")
+class Clone(MethodView):
+    @blp.arguments(CloneRequest)
+    @blp.response(202, JobSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Clone a repo into the cache (or fetch it when cached). Same repo while a job is active: same job."""
+        repo = parse_repo(body["repo"])
+        job, _ = services().jobs.active_or_enqueue(f"clone:{repo.slug}", "clone", worker_jobs.clone_repo, str(repo))
+        return job_view(job)
+
+
+@blp.route("")
+class Repos(MethodView):
+    @blp.response(200, RepoListSchema)
+    def get(self) -> dict[str, Any]:
+        """Cached repos, read from disk."""
+        svc = services()
+        infos = [repo_info(svc.layout, svc.git, repo) for repo in cached_repos(svc.layout)]
+        return {"repos": [{**vars(i), "repo": str(i.repo), "path": str(i.path)} for i in infos]}
+
+
+@blp.route("/<owner>/<name>")
+class Repo(MethodView):
+    @blp.arguments(ForceQuery, location="query")
+    @blp.response(202, JobSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="not cached")
+    @blp.alt_response(409, schema=ErrorSchema, description="worktrees exist and force is not set")
+    def delete(self, query: dict[str, Any], owner: str, name: str) -> dict[str, Any]:
+        """Remove a cached repo; with force=true its worktrees (and any work in them) go too."""
+        repo = parse_path("repo", parse_repo, f"{owner}/{name}")
+        svc = services()
+        if not svc.layout.is_cached(repo):
+            abort(404, message=f"{repo} is not cached")
+        sessions = [w.session_id for w in repo_worktrees(svc.layout, svc.git, repo, with_state=False)]
+        if sessions and not query["force"]:
+            abort(
+                409,
+                message=f"{repo} has {len(sessions)} worktree(s); delete them first or use force=true",
+                errors={"sessions": sessions},
+            )
+        job, _ = svc.jobs.active_or_enqueue(
+            f"delete-repo:{repo.slug}", "delete_repo", worker_jobs.delete_repo, str(repo), query["force"]
+        )
+        return job_view(job)

@@ -1,0 +1,98 @@
+"""Per-session worktrees: create (cloning first when needed), list with their unsaved work, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from flask_smorest.error_handler import ErrorSchema
+
+from sidecar.api.errors import parse_path
+from sidecar.api.jobs import job_view
+from sidecar.inventory import WorktreeInfo, cached_repos, find_worktree, repo_worktrees, work_state
+from sidecar.names import parse_repo, parse_session_id
+from sidecar.schemas import ForceQuery, JobSchema, WorktreeListSchema, WorktreeRequest
+from sidecar.services import services
+from worker import jobs as worker_jobs
+
+blp = Blueprint("worktrees", __name__, url_prefix="/admin/worktrees", description="One git worktree per session")
+
+
+def worktree_view(w: WorktreeInfo) -> dict[str, Any]:
+    return {
+        "repo": str(w.repo),
+        "session_id": w.session_id,
+        "path": str(w.path),
+        "branch": w.branch,
+        "head": w.head,
+        "exists": w.exists,
+        "dirty": w.state.dirty if w.state else None,
+        "unpushed_commits": w.state.unpushed_commits if w.state else None,
+        "created_at": w.created_at,
+    }
+
+
+@blp.route("")
+class Worktrees(MethodView):
+    @blp.arguments(WorktreeRequest)
+    @blp.response(202, JobSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the session's worktree on a new branch (or check out `branch`). Clones first if needed."""
+        svc = services()
+        repo = parse_repo(body["repo"])
+        session_id, branch = body["session_id"], body["branch"]
+        clone_job = None
+        if not svc.layout.is_cached(repo):
+            clone_job, _ = svc.jobs.active_or_enqueue(f"clone:{repo.slug}", "clone", worker_jobs.clone_repo, str(repo))
+        job, _ = svc.jobs.active_or_enqueue(
+            f"worktree:{repo.slug}:{session_id}",
+            "worktree",
+            worker_jobs.create_worktree,
+            str(repo),
+            session_id,
+            branch,
+            clone_job.id if clone_job else None,
+            depends_on=clone_job,
+        )
+        return job_view(job)
+
+    @blp.response(200, WorktreeListSchema)
+    def get(self) -> dict[str, Any]:
+        """Every worktree, read from disk and git, with its uncommitted and unpushed work."""
+        svc = services()
+        found = [w for repo in cached_repos(svc.layout) for w in repo_worktrees(svc.layout, svc.git, repo)]
+        return {"worktrees": [worktree_view(w) for w in found]}
+
+
+@blp.route("/<owner>/<name>/<session_id>")
+class Worktree(MethodView):
+    @blp.arguments(ForceQuery, location="query")
+    @blp.response(202, JobSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="no such worktree")
+    @blp.alt_response(409, schema=ErrorSchema, description="holds uncommitted or unpushed work")
+    def delete(self, query: dict[str, Any], owner: str, name: str, session_id: str) -> dict[str, Any]:
+        """Remove a worktree (its branch is kept). Refused while it holds work, unless force=true."""
+        repo = parse_path("repo", parse_repo, f"{owner}/{name}")
+        session_id = parse_path("session_id", parse_session_id, session_id)
+        svc = services()
+        info = find_worktree(svc.layout, svc.git, repo, session_id)
+        if info is None:
+            abort(404, message=f"no worktree for session {session_id} of {repo}")
+        if info.exists and not query["force"]:
+            state = work_state(svc.git, info.path)
+            if state.holds_work:
+                abort(
+                    409,
+                    message=f"worktree of session {session_id} holds {state.describe()}; push it or use force=true",
+                    errors={"dirty": state.dirty, "unpushed_commits": state.unpushed_commits},
+                )
+        job, _ = svc.jobs.active_or_enqueue(
+            f"delete-worktree:{repo.slug}:{session_id}",
+            "delete_worktree",
+            worker_jobs.delete_worktree,
+            str(repo),
+            session_id,
+            query["force"],
+        )
+        return job_view(job)

@@ -1,0 +1,59 @@
+"""The Flask application: configuration, shared services, error handling, docs assets, blueprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import flask_swagger_ui
+from flask import Flask, jsonify, send_from_directory
+from flask_smorest import Api
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException
+
+from sidecar.config import Settings, load_settings
+from sidecar.services import Services
+
+SWAGGER_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
+MAX_BODY_BYTES = 64 * 1024
+
+
+def build_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="mecodes sidecar",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/admin",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/admin/docs/assets/",
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["mecodes"] = Services.create(settings)
+    api = Api(app)
+
+    from sidecar.api import jobs, repos, system, worktrees
+
+    for blueprint in (repos.blp, worktrees.blp, jobs.blp, system.blp):
+        api.register_blueprint(blueprint)
+
+    @app.get("/admin/docs/assets/<path:filename>")
+    def swagger_assets(filename: str):
+        return send_from_directory(SWAGGER_ASSETS, filename, max_age=86400)
+
+    @app.errorhandler(RedisError)
+    def redis_down(exc: RedisError):
+        app.logger.warning("redis unavailable: %s", exc)
+        body = {"code": 503, "status": "Service Unavailable", "message": "redis is unavailable; retry shortly"}
+        return jsonify(body), 503
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        if isinstance(exc, HTTPException):
+            return exc
+        app.logger.exception("unhandled error")
+        return jsonify({"code": 500, "status": "Internal Server Error", "message": "internal error"}), 500
+
+    return app

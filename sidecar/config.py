@@ -1,0 +1,65 @@
+"""Settings read from environment variables, shared by the API and the worker.
+
+Every variable is documented in the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    redis_url: str
+    git_base_url: str
+    github_token: str
+    github_user: str
+    opencode_url: str
+    queue_name: str
+    clone_timeout: int
+    git_query_timeout: int
+    fetch_max_age: int
+    lock_ttl: int
+    job_result_ttl: int
+    job_failure_ttl: int
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in output, logs or job data."""
+        return tuple(s for s in (self.github_token,) if s)
+
+
+def load_settings() -> Settings:
+    base_url = os.environ.get("MECODES_GIT_BASE_URL", "https://github.com/")
+    if not base_url.endswith("/"):
+        base_url += "/"
+    return Settings(
+        data_dir=Path(os.environ.get("MECODES_DATA_DIR") or REPO_ROOT / "data" / "projects").resolve(),
+        redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0"),
+        git_base_url=base_url,
+        github_token=os.environ.get("GITHUB_TOKEN", ""),
+        github_user=os.environ.get("GITHUB_USER", ""),
+        opencode_url=os.environ.get("OPENCODE_URL", "http://127.0.0.1:4096"),
+        queue_name=os.environ.get("MECODES_QUEUE", "mecodes"),
+        clone_timeout=_int("MECODES_CLONE_TIMEOUT", 1800),
+        git_query_timeout=_int("MECODES_GIT_QUERY_TIMEOUT", 20),
+        fetch_max_age=_int("MECODES_FETCH_MAX_AGE", 60),
+        lock_ttl=_int("MECODES_LOCK_TTL", 30),
+        job_result_ttl=_int("MECODES_JOB_RESULT_TTL", 86400),
+        job_failure_ttl=_int("MECODES_JOB_FAILURE_TTL", 7 * 86400),
+    )

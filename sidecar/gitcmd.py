@@ -1,0 +1,176 @@
+"""Running git: argument lists only (never a shell), a timeout, no prompts, secrets kept out of output.
+
+Authentication for the remote goes through a credential helper given in the environment
+(GIT_CONFIG_COUNT/KEY/VALUE), which reads GITHUB_TOKEN when git asks: the token is never in an argument,
+a remote URL or a config file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from sidecar.config import Settings
+from sidecar.lifetime import die_with_parent
+from sidecar.redaction import redact
+
+ProgressCallback = Callable[[str, int], None]
+
+_PROGRESS = re.compile(r"(?P<phase>[A-Za-z][A-Za-z ]+):\s+(?P<percent>\d{1,3})%")
+_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get && echo "username=${GITHUB_USER:-x-access-token}" && echo "password=$GITHUB_TOKEN"; }; f'
+)
+
+
+class GitError(RuntimeError):
+    """git failed; the message is safe to show (secrets redacted)."""
+
+
+@dataclass(frozen=True)
+class GitResult:
+    stdout: str
+    stderr: str
+
+
+def _git_child_setup() -> None:
+    """Runs in the child before exec: its own process group (killed whole on timeout), and it dies with the
+    job process (a killed worker leaves no git running)."""
+    os.setsid()
+    die_with_parent()
+
+
+class Git:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.env = self._environment()
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        env.update(
+            GIT_TERMINAL_PROMPT="0",
+            GIT_ASKPASS="/bin/false",
+            SSH_ASKPASS="/bin/false",
+            GIT_ALLOW_PROTOCOL="file:http:https",
+            LC_ALL="C",
+        )
+        env.pop("SSH_ASKPASS_REQUIRE", None)
+        if self.settings.github_token:
+            # Scope the helper to the configured host, after clearing any helper from other config.
+            scope = self.settings.git_base_url
+            pairs = [("credential.helper", ""), (f"credential.{scope}.helper", _CREDENTIAL_HELPER)]
+            env["GIT_CONFIG_COUNT"] = str(len(pairs))
+            for i, (key, value) in enumerate(pairs):
+                env[f"GIT_CONFIG_KEY_{i}"] = key
+                env[f"GIT_CONFIG_VALUE_{i}"] = value
+        return env
+
+    def _clean(self, text: str) -> str:
+        return redact(text, self.settings.secrets)
+
+    def _failure(self, args: Sequence[str], stderr: str, detail: str) -> GitError:
+        tail = "\n".join(line for line in self._clean(stderr).strip().splitlines()[-5:])
+        what = " ".join(args[:2])
+        return GitError(f"git {what} {detail}" + (f": {tail}" if tail else ""))
+
+    def run(
+        self, args: Sequence[str], cwd: Path | None = None, timeout: float | None = None, stdin: str | None = None
+    ) -> GitResult:
+        timeout = timeout or self.settings.git_query_timeout
+        try:
+            proc = subprocess.run(
+                ["git", *args],
+                cwd=cwd,
+                env=self.env,
+                input=stdin if stdin is not None else "",
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout,
+                preexec_fn=_git_child_setup,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise self._failure(args, str(exc.stderr or ""), f"timed out after {timeout:g}s") from None
+        if proc.returncode != 0:
+            raise self._failure(args, proc.stderr, f"failed (exit {proc.returncode})")
+        return GitResult(proc.stdout, self._clean(proc.stderr))
+
+    def run_with_progress(
+        self, args: Sequence[str], on_progress: ProgressCallback, cwd: Path | None = None, timeout: float | None = None
+    ) -> GitResult:
+        """Run a network command with `--progress`, reporting (phase, percent) as git prints them."""
+        timeout = timeout or self.settings.clone_timeout
+        proc = subprocess.Popen(
+            ["git", *args],
+            cwd=cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_git_child_setup,
+        )
+        timed_out = threading.Event()
+
+        def kill_on_deadline() -> None:
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, kill_on_deadline)
+        timer.start()
+        stderr_lines: list[str] = []
+        try:
+            assert proc.stderr is not None
+            for line in _progress_lines(proc.stderr):
+                match = _PROGRESS.search(line)
+                if match:
+                    on_progress(match["phase"].strip(), min(100, int(match["percent"])))
+                else:
+                    stderr_lines.append(line)
+                    del stderr_lines[:-20]
+            returncode = proc.wait()
+        finally:
+            timer.cancel()
+        stderr = "\n".join(stderr_lines)
+        if timed_out.is_set():
+            raise self._failure(args, stderr, f"timed out after {timeout:g}s")
+        if returncode != 0:
+            raise self._failure(args, stderr, f"failed (exit {returncode})")
+        return GitResult("", self._clean(stderr))
+
+
+def _progress_lines(stream: IO[bytes]) -> Iterator[str]:
+    """Yield lines split on either CR (git's progress updates) or LF."""
+    buffer = b""
+    while chunk := stream.read1(65536):
+        buffer += chunk
+        *lines, buffer = re.split(rb"[\r\n]", buffer)
+        for line in lines:
+            if line.strip():
+                yield line.decode("utf-8", "replace")
+    if buffer.strip():
+        yield buffer.decode("utf-8", "replace")
+
+
+class ProgressThrottle:
+    """Pass progress on at most every `interval` seconds, and always on a phase change."""
+
+    def __init__(self, sink: ProgressCallback, interval: float = 0.5):
+        self.sink = sink
+        self.interval = interval
+        self._last: tuple[str, float] = ("", 0.0)
+
+    def __call__(self, phase: str, percent: int) -> None:
+        now = time.monotonic()
+        last_phase, last_time = self._last
+        if phase != last_phase or percent == 100 or now - last_time >= self.interval:
+            self._last = (phase, now)
+            self.sink(phase, percent)

@@ -1,0 +1,184 @@
+"""Read-only views of the data root: cached repos, their worktrees and the work held in them.
+
+The filesystem is the source of truth; these functions only read it (plus short, local, read-only git
+queries), so both the API and the worker may call them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sidecar.gitcmd import Git, GitError
+from sidecar.layout import Layout, session_from_folder
+from sidecar.names import InvalidName, RepoName
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    repo: RepoName
+    path: Path
+    default_branch: str | None
+    size_bytes: int
+    last_fetch: datetime | None
+    worktree_count: int
+
+
+@dataclass(frozen=True)
+class WorkState:
+    dirty: bool
+    unpushed_commits: int
+
+    @property
+    def holds_work(self) -> bool:
+        return self.dirty or self.unpushed_commits > 0
+
+    def describe(self) -> str:
+        reasons = []
+        if self.dirty:
+            reasons.append("uncommitted changes")
+        if self.unpushed_commits:
+            reasons.append(f"{self.unpushed_commits} commit(s) not on any remote branch")
+        return " and ".join(reasons) or "no unsaved work"
+
+
+@dataclass(frozen=True)
+class WorktreeInfo:
+    repo: RepoName
+    session_id: str
+    path: Path
+    branch: str | None
+    head: str | None
+    exists: bool
+    created_at: datetime | None
+    state: WorkState | None  # None when the folder is gone or git cannot read it
+
+
+def _mtime(path: Path) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return None
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes allocated on disk under `path` (like `du -s`), symlinks not followed, hard links counted once."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    stack = [path]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_nlink > 1:
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+    return total
+
+
+def default_branch(repo_path: Path) -> str | None:
+    """The branch the remote's HEAD pointed at when cloned, read from the bare repo's HEAD file."""
+    try:
+        head = (repo_path / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    prefix = "ref: refs/heads/"
+    return head[len(prefix) :] if head.startswith(prefix) else None
+
+
+def cached_repos(layout: Layout) -> list[RepoName]:
+    repos = []
+    try:
+        entries = sorted(os.listdir(layout.repos_dir))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        try:
+            repo = RepoName.from_slug(entry)
+        except InvalidName:
+            continue
+        if layout.is_cached(repo):
+            repos.append(repo)
+    return repos
+
+
+def _worktree_records(git: Git, repo_path: Path) -> list[dict[str, str]]:
+    out = git.run(["worktree", "list", "--porcelain"], cwd=repo_path).stdout
+    records = []
+    for block in out.strip().split("\n\n"):
+        record: dict[str, str] = {}
+        for line in block.splitlines():
+            key, _, value = line.partition(" ")
+            record[key] = value
+        if "worktree" in record and "bare" not in record:
+            records.append(record)
+    return records
+
+
+def work_state(git: Git, worktree: Path) -> WorkState:
+    status = git.run(["status", "--porcelain", "--untracked-files=normal"], cwd=worktree).stdout
+    unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=worktree).stdout
+    return WorkState(dirty=bool(status.strip()), unpushed_commits=int(unpushed.strip() or 0))
+
+
+def repo_worktrees(layout: Layout, git: Git, repo: RepoName, with_state: bool = True) -> list[WorktreeInfo]:
+    """The worktrees git knows for `repo` that live in our worktrees folder."""
+    result = []
+    for record in _worktree_records(git, layout.repo_path(repo)):
+        path = Path(record["worktree"])
+        session_id = session_from_folder(repo, path.name) if path.parent == layout.worktrees_dir else None
+        if session_id is None:
+            continue
+        exists = (path / ".git").exists()
+        state = None
+        if exists and with_state:
+            try:
+                state = work_state(git, path)
+            except GitError:
+                state = None
+        branch = record.get("branch", "").removeprefix("refs/heads/") or None
+        result.append(
+            WorktreeInfo(
+                repo=repo,
+                session_id=session_id,
+                path=path,
+                branch=branch,
+                head=record.get("HEAD"),
+                exists=exists,
+                created_at=_mtime(path / ".git"),
+                state=state,
+            )
+        )
+    return result
+
+
+def find_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str) -> WorktreeInfo | None:
+    if not layout.is_cached(repo):
+        return None
+    wanted = layout.worktree_path(repo, session_id)
+    return next((w for w in repo_worktrees(layout, git, repo, with_state=False) if w.path == wanted), None)
+
+
+def repo_info(layout: Layout, git: Git, repo: RepoName) -> RepoInfo:
+    path = layout.repo_path(repo)
+    return RepoInfo(
+        repo=repo,
+        path=path,
+        default_branch=default_branch(path),
+        size_bytes=disk_usage(path),
+        last_fetch=_mtime(layout.fetch_marker(repo)),
+        worktree_count=len(repo_worktrees(layout, git, repo, with_state=False)),
+    )

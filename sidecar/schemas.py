@@ -1,0 +1,131 @@
+"""Marshmallow schemas for every request body and response of the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from sidecar.names import InvalidName, parse_branch, parse_repo, parse_session_id
+
+
+def _checked_by(parser: Callable[[str], object]) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        try:
+            parser(value)
+        except InvalidName as exc:
+            raise ValidationError(str(exc)) from None
+
+    return check
+
+
+class RepoField(fields.String):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(validate=_checked_by(parse_repo), metadata={"example": "octocat/hello-world"}, **kwargs)
+
+
+class SessionIdField(fields.String):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(validate=_checked_by(parse_session_id), metadata={"example": "ses_01abc"}, **kwargs)
+
+
+class StrictSchema(Schema):
+    class Meta:
+        ordered = True
+
+
+# ---- requests
+
+
+class CloneRequest(StrictSchema):
+    repo = RepoField(required=True)
+
+
+class WorktreeRequest(StrictSchema):
+    repo = RepoField(required=True)
+    session_id = SessionIdField(required=True)
+    branch = fields.String(
+        load_default=None, validate=_checked_by(parse_branch), metadata={"description": "default: mecodes/<session_id>"}
+    )
+
+
+class ForceQuery(StrictSchema):
+    force = fields.Boolean(load_default=False, metadata={"description": "discard work / worktrees as well"})
+
+
+class JobListQuery(StrictSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+# ---- responses
+
+
+class ProgressSchema(StrictSchema):
+    step = fields.String(allow_none=True)
+    phase = fields.String(allow_none=True, metadata={"description": "git's own phase, e.g. 'Receiving objects'"})
+    percent = fields.Integer(allow_none=True)
+
+
+class JobSchema(StrictSchema):
+    id = fields.String(required=True)
+    kind = fields.String(allow_none=True)
+    status = fields.String(required=True, metadata={"description": "queued, deferred, started, finished, failed, ..."})
+    url = fields.String(required=True, metadata={"description": "poll this"})
+    description = fields.String(allow_none=True)
+    progress = fields.Nested(ProgressSchema, allow_none=True)
+    result = fields.Dict(allow_none=True)
+    error = fields.String(allow_none=True)
+    depends_on = fields.List(fields.String())
+    created_at = fields.DateTime(allow_none=True)
+    enqueued_at = fields.DateTime(allow_none=True)
+    started_at = fields.DateTime(allow_none=True)
+    ended_at = fields.DateTime(allow_none=True)
+
+
+class JobListSchema(StrictSchema):
+    jobs = fields.List(fields.Nested(JobSchema))
+
+
+class RepoSchema(StrictSchema):
+    repo = fields.String(required=True)
+    path = fields.String(required=True)
+    default_branch = fields.String(allow_none=True)
+    size_bytes = fields.Integer(required=True)
+    last_fetch = fields.DateTime(allow_none=True)
+    worktree_count = fields.Integer(required=True)
+
+
+class RepoListSchema(StrictSchema):
+    repos = fields.List(fields.Nested(RepoSchema))
+
+
+class WorktreeSchema(StrictSchema):
+    repo = fields.String(required=True)
+    session_id = fields.String(required=True)
+    path = fields.String(required=True)
+    branch = fields.String(allow_none=True)
+    head = fields.String(allow_none=True)
+    exists = fields.Boolean(metadata={"description": "false when the folder was deleted by hand (GC prunes it)"})
+    dirty = fields.Boolean(allow_none=True, metadata={"description": "uncommitted changes, untracked files included"})
+    unpushed_commits = fields.Integer(allow_none=True, metadata={"description": "commits not on any remote branch"})
+    created_at = fields.DateTime(allow_none=True)
+
+
+class WorktreeListSchema(StrictSchema):
+    worktrees = fields.List(fields.Nested(WorktreeSchema))
+
+
+class DiskSchema(StrictSchema):
+    data_dir = fields.String()
+    total_bytes = fields.Integer()
+    used_bytes = fields.Integer()
+    free_bytes = fields.Integer()
+    repos_bytes = fields.Integer()
+    worktrees_bytes = fields.Integer()
+
+
+class HealthSchema(StrictSchema):
+    status = fields.String(metadata={"description": "ok or unavailable"})
+    redis = fields.Boolean()
+    workers = fields.List(fields.String())
+    problems = fields.List(fields.String())

@@ -1,0 +1,30 @@
+"""The objects every request handler uses, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from sidecar.config import Settings
+from sidecar.gitcmd import Git
+from sidecar.jobqueue import JobQueue, connect
+from sidecar.layout import Layout
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    layout: Layout
+    git: Git
+    jobs: JobQueue
+
+    @classmethod
+    def create(cls, settings: Settings) -> Services:
+        layout = Layout(settings.data_dir)
+        layout.ensure()
+        return cls(settings, layout, Git(settings), JobQueue(connect(settings), settings))
+
+
+def services() -> Services:
+    return current_app.extensions["mecodes"]

@@ -1,0 +1,240 @@
+"""Shared fixtures: a real Redis server, real git repositories served locally, a real worker process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from redis import Redis
+
+from sidecar import create_app
+from sidecar.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_TOKEN = "ghp_TESTSENTINELtoken0123456789abcdef"
+TERMINAL = {"finished", "failed", "canceled", "stopped"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+    }
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def answers() -> bool:
+        try:
+            return bool(Redis.from_url(url).ping())
+        except Exception:
+            return False
+
+    wait_until(answers, 10, "redis-server")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+class Origin:
+    """Source repositories, laid out as `<root>/<owner>/<name>.git`, like a git host."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.base_url = f"file://{root}/"
+
+    def create(self, repo: str, files: int = 3, branches: tuple[str, ...] = (), default: str = "main") -> Path:
+        bare = self.root / f"{repo}.git"
+        work = self.root / "_work" / repo
+        work.mkdir(parents=True)
+        git("init", "-q", "-b", default, str(work))
+        for i in range(files):
+            (work / f"file{i}.txt").write_text(f"content {i}\n")
+        git("add", "-A", cwd=work)
+        git("commit", "-q", "-m", "initial", cwd=work)
+        for branch in branches:
+            git("branch", branch, cwd=work)
+        bare.parent.mkdir(parents=True, exist_ok=True)
+        git("clone", "-q", "--bare", str(work), str(bare))
+        shutil.rmtree(work)
+        return bare
+
+    def push_commit(self, repo: str, message: str = "more") -> str:
+        work = self.root / "_work" / f"{repo}-{uuid.uuid4().hex[:6]}"
+        git("clone", "-q", str(self.root / f"{repo}.git"), str(work))
+        (work / f"{message}.txt").write_text(message)
+        git("add", "-A", cwd=work)
+        git("commit", "-q", "-m", message, cwd=work)
+        git("push", "-q", "origin", "HEAD", cwd=work)
+        head = git("rev-parse", "HEAD", cwd=work).strip()
+        shutil.rmtree(work)
+        return head
+
+
+@pytest.fixture(scope="session")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Origin:
+    return Origin(tmp_path_factory.mktemp("origin"))
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory: pytest.TempPathFactory, redis_url: str, origin: Origin) -> Iterator[dict[str, str]]:
+    """Environment shared by the in-process API and the worker process, also set in os.environ."""
+    env = {
+        "MECODES_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "REDIS_URL": redis_url,
+        "MECODES_GIT_BASE_URL": origin.base_url,
+        "MECODES_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
+        "GITHUB_TOKEN": SECRET_TOKEN,
+        "GITHUB_USER": "tester",
+        "MECODES_FETCH_MAX_AGE": "0",
+        "MECODES_LOCK_TTL": "6",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        yield env
+
+
+@dataclass
+class WorkerProcess:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self) -> None:
+        """SIGKILL the worker and everything it started, as an OOM kill or a machine restart would."""
+        os.killpg(self.proc.pid, 9)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_worker(env: dict[str, str], log: Path) -> WorkerProcess:
+    out = log.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
+    )
+    worker = WorkerProcess(proc, log)
+    settings = replace(load_settings(), queue_name=env["MECODES_QUEUE"], redis_url=env["REDIS_URL"])
+    from rq import Queue
+
+    from sidecar.workers import live_workers
+
+    queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
+    wait_until(lambda: any(True for _ in live_workers(queue)), 20, "the worker to register")
+    return worker
+
+
+@pytest.fixture(scope="session")
+def worker(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    w = start_worker(stack_env, tmp_path_factory.mktemp("logs") / "worker.log")
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(stack_env: dict[str, str]) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings, worker: WorkerProcess) -> FlaskClient:
+    return create_app(settings).test_client()
+
+
+class Api:
+    """Small helpers over the test client for the job-polling flow."""
+
+    def __init__(self, client: FlaskClient):
+        self.client = client
+
+    def wait(self, job: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            body = self.client.get(job["url"]).get_json()
+            return body if body["status"] in TERMINAL else None
+
+        return wait_until(done, timeout, f"job {job['id']} ({job.get('kind')})")
+
+    def clone(self, repo: str) -> dict[str, Any]:
+        response = self.client.post("/admin/repos/clone", json={"repo": repo})
+        assert response.status_code == 202, response.get_json()
+        return self.wait(response.get_json())
+
+    def worktree(self, repo: str, session_id: str, **extra: str) -> dict[str, Any]:
+        response = self.client.post("/admin/worktrees", json={"repo": repo, "session_id": session_id, **extra})
+        assert response.status_code == 202, response.get_json()
+        return self.wait(response.get_json())
+
+
+@pytest.fixture(scope="session")
+def api(client: FlaskClient) -> Api:
+    return Api(client)
+
+
+@pytest.fixture
+def repo_name(origin: Origin) -> str:
+    """A fresh repo on the origin, unique to the test."""
+    name = f"own{uuid.uuid4().hex[:6]}/proj-{uuid.uuid4().hex[:4]}"
+    origin.create(name, branches=("feature",))
+    return name

@@ -1,0 +1,1 @@
+"""mecodes worker: RQ jobs that do the slow git work (run as `python -m worker`)."""

@@ -1,0 +1,36 @@
+"""`python -m worker`: recover from a previous crash, then serve the queue with one forking RQ worker."""
+
+from __future__ import annotations
+
+import logging
+
+from rq import Queue, Worker
+
+from sidecar.config import load_settings
+from sidecar.jobqueue import connect
+from sidecar.layout import Layout
+from sidecar.lifetime import die_with_parent
+from worker.recovery import recover
+
+
+class MecodesWorker(Worker):
+    """A forking worker whose work horse dies with it, so a killed worker leaves no job running unseen."""
+
+    def main_work_horse(self, job, queue):
+        die_with_parent()
+        return super().main_work_horse(job, queue)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    settings = load_settings()
+    redis = connect(settings, socket_timeout=None)  # the worker blocks on BLPOP
+    layout = Layout(settings.data_dir)
+    layout.ensure()
+    queue = Queue(settings.queue_name, connection=redis)
+    recover(queue, layout)
+    MecodesWorker([queue], connection=redis).work(logging_level="INFO")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The git writes: clone, fetch, worktree add/remove, repo removal. Callers hold the repo's lock.
+
+A clone is built in tmp/ and renamed into repos/ only when complete; a removal is renamed into tmp/ first.
+Either way a folder in repos/ is always a whole, usable bare clone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sidecar.gitcmd import Git, GitError, ProgressCallback
+from sidecar.inventory import default_branch, find_worktree, work_state
+from sidecar.layout import Layout
+from sidecar.names import RepoName
+
+REMOTE_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
+CLONE_PREFIX = "clone-"
+TRASH_PREFIX = "trash-"
+
+
+class Refused(RuntimeError):
+    """The operation would lose work or cannot apply; the message says why."""
+
+
+@dataclass(frozen=True)
+class Worktree:
+    path: Path
+    branch: str
+    head: str
+    created: bool
+
+
+def remote_url(git: Git, repo: RepoName) -> str:
+    return f"{git.settings.git_base_url}{repo.owner}/{repo.name}.git"
+
+
+def clone(layout: Layout, git: Git, repo: RepoName, progress: ProgressCallback) -> None:
+    """Bare clone whose branches live only in refs/remotes/origin/*: refs/heads/* is left to sessions."""
+    staging = Path(tempfile.mkdtemp(prefix=f"{CLONE_PREFIX}{repo.slug}-", dir=layout.tmp_dir))
+    try:
+        target = staging / "repo.git"
+        git.run_with_progress(
+            [
+                "clone",
+                "--bare",
+                "--progress",
+                "-c",
+                f"remote.origin.fetch={REMOTE_REFSPEC}",
+                "--",
+                remote_url(git, repo),
+                str(target),
+            ],
+            progress,
+        )
+        heads = git.run(["for-each-ref", "--format=delete %(refname)", "refs/heads/"], cwd=target).stdout
+        if heads:
+            git.run(["update-ref", "--stdin"], cwd=target, stdin=heads)
+        _touch(target / layout.fetch_marker(repo).name)
+        os.rename(target, layout.repo_path(repo))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def fetch(layout: Layout, git: Git, repo: RepoName, progress: ProgressCallback) -> None:
+    git.run_with_progress(["fetch", "--prune", "--progress", "origin"], progress, cwd=layout.repo_path(repo))
+    _touch(layout.fetch_marker(repo))
+
+
+def fetch_age(layout: Layout, repo: RepoName) -> float:
+    try:
+        return time.time() - layout.fetch_marker(repo).stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
+
+def _touch(path: Path) -> None:
+    path.touch()
+    os.utime(path)
+
+
+def _ref_exists(git: Git, repo_path: Path, ref: str) -> bool:
+    try:
+        git.run(["show-ref", "--verify", "--quiet", ref], cwd=repo_path)
+    except GitError:
+        return False
+    return True
+
+
+def add_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str, branch: str | None) -> Worktree:
+    """A worktree for the session. Given branch: the local one, else the remote one (tracked), else a new
+    branch of that name from the default branch. No branch: `mecodes/<session_id>`, resumed if it exists."""
+    repo_path = layout.repo_path(repo)
+    path = layout.worktree_path(repo, session_id)
+    existing = find_worktree(layout, git, repo, session_id)
+    if existing is not None and existing.exists:
+        if branch is not None and existing.branch != branch:
+            raise Refused(f"session {session_id} already has a worktree on branch {existing.branch}, not {branch}")
+        return Worktree(path, existing.branch or "", existing.head or "", created=False)
+    if existing is not None:
+        git.run(["worktree", "prune"], cwd=repo_path)  # registered but its folder is gone
+    if path.exists():
+        raise Refused(f"{path.name} exists but is not a worktree of {repo}; delete it or run GC")
+
+    name = branch or f"mecodes/{session_id}"
+    if _ref_exists(git, repo_path, f"refs/heads/{name}"):
+        args = ["worktree", "add", str(path), name]
+    elif _ref_exists(git, repo_path, f"refs/remotes/origin/{name}"):
+        args = ["worktree", "add", "--track", "-b", name, str(path), f"refs/remotes/origin/{name}"]
+    else:
+        base = default_branch(repo_path)
+        if base is None or not _ref_exists(git, repo_path, f"refs/remotes/origin/{base}"):
+            raise Refused(f"{repo} has no default branch to start from (is it empty?)")
+        args = ["worktree", "add", "--no-track", "-b", name, str(path), f"refs/remotes/origin/{base}"]
+    try:
+        git.run(args, cwd=repo_path, timeout=git.settings.clone_timeout)
+    except GitError:
+        if path.exists():  # a checkout cut short: leave no half-made worktree behind
+            _remove_worktree_folder(layout, git, repo_path, path)
+        raise
+    head = git.run(["rev-parse", "HEAD"], cwd=path).stdout.strip()
+    return Worktree(path, name, head, created=True)
+
+
+def remove_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str, force: bool) -> dict[str, object]:
+    repo_path = layout.repo_path(repo)
+    info = find_worktree(layout, git, repo, session_id)
+    if info is None:
+        raise Refused(f"no worktree for session {session_id} of {repo}")
+    if not info.exists:
+        git.run(["worktree", "prune"], cwd=repo_path)
+        return {"path": str(info.path), "branch": info.branch, "removed": "stale entry pruned"}
+    if not force:
+        state = work_state(git, info.path)
+        if state.holds_work:
+            raise Refused(f"worktree of session {session_id} holds {state.describe()}; use force=true to discard")
+    _remove_worktree_folder(layout, git, repo_path, info.path)
+    return {"path": str(info.path), "branch": info.branch, "removed": "worktree removed, branch kept"}
+
+
+def _remove_worktree_folder(layout: Layout, git: Git, repo_path: Path, path: Path) -> None:
+    """Move the folder out of the way atomically, then let git forget it and delete it at leisure."""
+    trash = Path(tempfile.mkdtemp(prefix=TRASH_PREFIX, dir=layout.tmp_dir))
+    os.rename(path, trash / path.name)
+    git.run(["worktree", "prune"], cwd=repo_path)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_repo(layout: Layout, git: Git, repo: RepoName, worktree_paths: list[Path]) -> None:
+    trash = Path(tempfile.mkdtemp(prefix=TRASH_PREFIX, dir=layout.tmp_dir))
+    os.rename(layout.repo_path(repo), trash / repo.slug)
+    for i, path in enumerate(worktree_paths):
+        if path.exists():
+            os.rename(path, trash / f"worktree-{i}")
+    shutil.rmtree(trash, ignore_errors=True)
