@@ -94,13 +94,17 @@ class Origin:
         self.root = root
         self.base_url = f"file://{root}/"
 
-    def create(self, repo: str, files: int = 3, branches: tuple[str, ...] = (), default: str = "main") -> Path:
+    def create(
+        self, repo: str, files: int = 3, branches: tuple[str, ...] = (), default: str = "main", big_bytes: int = 0
+    ) -> Path:
         bare = self.root / f"{repo}.git"
         work = self.root / "_work" / repo
         work.mkdir(parents=True)
         git("init", "-q", "-b", default, str(work))
         for i in range(files):
             (work / f"file{i}.txt").write_text(f"content {i}\n")
+        if big_bytes:
+            (work / "big.bin").write_bytes(os.urandom(big_bytes))  # incompressible: the transfer takes time
         git("add", "-A", cwd=work)
         git("commit", "-q", "-m", "initial", cwd=work)
         for branch in branches:

@@ -7,6 +7,7 @@ import logging
 from rq import Queue, Worker
 
 from sidecar.config import load_settings
+from sidecar.gitcmd import Git
 from sidecar.jobqueue import connect
 from sidecar.layout import Layout
 from sidecar.lifetime import die_with_parent
@@ -28,7 +29,7 @@ def main() -> None:
     layout = Layout(settings.data_dir)
     layout.ensure()
     queue = Queue(settings.queue_name, connection=redis)
-    recover(queue, layout)
+    recover(queue, layout, Git(settings))
     MecodesWorker([queue], connection=redis).work(logging_level="INFO")
 
 

@@ -108,10 +108,9 @@ def clone_repo(repo: str) -> dict[str, Any]:
 @reports_errors
 def create_worktree(repo: str, session_id: str, branch: str | None, clone_job_id: str | None = None) -> dict[str, Any]:
     ctx, name = _context(), parse_repo(repo)
-    if clone_job_id:
-        _require_success(ctx, clone_job_id)
+    just_cloned = clone_job_id is not None and _clone_succeeded(ctx, clone_job_id)
     with ctx.lock(name):
-        fetched = _ensure_cached(ctx, name, max_age=ctx.settings.fetch_max_age)
+        fetched = _ensure_cached(ctx, name, max_age=float("inf") if just_cloned else ctx.settings.fetch_max_age)
         ctx.progress("creating worktree")
         worktree = repo_ops.add_worktree(ctx.layout, ctx.git, name, session_id, branch)
     return {
@@ -125,13 +124,15 @@ def create_worktree(repo: str, session_id: str, branch: str | None, clone_job_id
     }
 
 
-def _require_success(ctx: JobContext, clone_job_id: str) -> None:
+def _clone_succeeded(ctx: JobContext, clone_job_id: str) -> bool:
+    """True when the clone job this one waited for finished; raises with its reason when it did not."""
     clone_job = Job.fetch_many([clone_job_id], connection=ctx.redis)[0]
     if clone_job is None:
-        return  # expired: the lock and cache check below decide
+        return False  # expired: the cache check decides
     if clone_job.get_status() != JobStatus.FINISHED:
         reason = clone_job.get_meta().get("error") or f"it ended {clone_job.get_status()}"
         raise Refused(f"the clone this worktree needs failed (job {clone_job_id}): {reason}")
+    return True
 
 
 @reports_errors

@@ -20,6 +20,7 @@ from sidecar.names import RepoName
 
 REMOTE_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
 CLONE_PREFIX = "clone-"
+WORKTREE_PREFIX = "worktree-"
 TRASH_PREFIX = "trash-"
 
 
@@ -35,13 +36,25 @@ class Worktree:
     created: bool
 
 
+def _staging_dir(layout: Layout, prefix: str, repo: RepoName) -> Path:
+    """A fresh folder in tmp/ named `<prefix><slug>-<random>`; start-up recovery parses the slug back."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{repo.slug}-", dir=layout.tmp_dir))
+
+
+def staged_repo_slug(folder_name: str) -> str | None:
+    for prefix in (CLONE_PREFIX, WORKTREE_PREFIX):
+        if folder_name.startswith(prefix):
+            return folder_name[len(prefix) :].rpartition("-")[0]
+    return None
+
+
 def remote_url(git: Git, repo: RepoName) -> str:
     return f"{git.settings.git_base_url}{repo.owner}/{repo.name}.git"
 
 
 def clone(layout: Layout, git: Git, repo: RepoName, progress: ProgressCallback) -> None:
     """Bare clone whose branches live only in refs/remotes/origin/*: refs/heads/* is left to sessions."""
-    staging = Path(tempfile.mkdtemp(prefix=f"{CLONE_PREFIX}{repo.slug}-", dir=layout.tmp_dir))
+    staging = _staging_dir(layout, CLONE_PREFIX, repo)
     try:
         target = staging / "repo.git"
         git.run_with_progress(
@@ -108,20 +121,24 @@ def add_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str, bran
 
     name = branch or f"mecodes/{session_id}"
     if _ref_exists(git, repo_path, f"refs/heads/{name}"):
-        args = ["worktree", "add", str(path), name]
+        how = [name]
     elif _ref_exists(git, repo_path, f"refs/remotes/origin/{name}"):
-        args = ["worktree", "add", "--track", "-b", name, str(path), f"refs/remotes/origin/{name}"]
+        how = ["--track", "-b", name, f"refs/remotes/origin/{name}"]
     else:
         base = default_branch(repo_path)
         if base is None or not _ref_exists(git, repo_path, f"refs/remotes/origin/{base}"):
             raise Refused(f"{repo} has no default branch to start from (is it empty?)")
-        args = ["worktree", "add", "--no-track", "-b", name, str(path), f"refs/remotes/origin/{base}"]
+        how = ["--no-track", "-b", name, f"refs/remotes/origin/{base}"]
+    # Check out in tmp/ and move into place when complete: a killed job leaves nothing in worktrees/.
+    staging = _staging_dir(layout, WORKTREE_PREFIX, repo) / path.name
     try:
-        git.run(args, cwd=repo_path, timeout=git.settings.clone_timeout)
-    except GitError:
-        if path.exists():  # a checkout cut short: leave no half-made worktree behind
-            _remove_worktree_folder(layout, git, repo_path, path)
-        raise
+        options, start = how[:-1], how[-1]
+        git.run(["worktree", "add", *options, str(staging), start], cwd=repo_path, timeout=git.settings.clone_timeout)
+        git.run(["worktree", "move", str(staging), str(path)], cwd=repo_path)
+    finally:
+        if staging.exists():  # cut short: leave no half-made worktree registered
+            _remove_worktree_folder(layout, git, repo_path, staging)
+        shutil.rmtree(staging.parent, ignore_errors=True)
     head = git.run(["rev-parse", "HEAD"], cwd=path).stdout.strip()
     return Worktree(path, name, head, created=True)
 

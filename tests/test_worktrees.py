@@ -1,0 +1,111 @@
+"""Worktree creation rules (branches, idempotence) and the no-data-loss rules for deletion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask.testing import FlaskClient
+
+from tests.conftest import Api, Origin, git
+
+
+def _delete(client: FlaskClient, repo: str, session: str, force: bool = False):
+    return client.delete(f"/admin/worktrees/{repo}/{session}" + ("?force=true" if force else ""))
+
+
+def test_branch_choices(api: Api, repo_name: str) -> None:
+    tracked = api.worktree(repo_name, "s-remote", branch="feature")["result"]
+    assert tracked["branch"] == "feature"
+    upstream = git("rev-parse", "--abbrev-ref", "@{upstream}", cwd=Path(tracked["path"])).strip()
+    assert upstream == "origin/feature"
+
+    fresh = api.worktree(repo_name, "s-new", branch="topic/new-thing")["result"]
+    assert fresh["branch"] == "topic/new-thing"
+    default = api.worktree(repo_name, "s-default")["result"]
+    assert fresh["head"] == default["head"]  # both start from origin/main
+    assert "upstream" not in git("branch", "-vv", cwd=Path(default["path"]))
+
+
+def test_same_session_again_returns_the_existing_worktree(api: Api, repo_name: str) -> None:
+    first = api.worktree(repo_name, "again")["result"]
+    second = api.worktree(repo_name, "again")
+    assert second["status"] == "finished"
+    assert second["result"]["created"] is False and second["result"]["path"] == first["path"]
+    other_branch = api.worktree(repo_name, "again", branch="feature")
+    assert other_branch["status"] == "failed" and "already has a worktree" in other_branch["error"]
+
+
+def test_worktree_starts_from_a_fresh_fetch(api: Api, origin: Origin, repo_name: str) -> None:
+    api.clone(repo_name)
+    head = origin.push_commit(repo_name, "newer")
+    result = api.worktree(repo_name, "fresh")["result"]
+    assert result["head"] == head
+
+
+def test_unpushed_commits_block_deletion(client: FlaskClient, api: Api, repo_name: str) -> None:
+    path = Path(api.worktree(repo_name, "committed")["result"]["path"])
+    (path / "work.txt").write_text("done")
+    git("add", "work.txt", cwd=path)
+    git("commit", "-q", "-m", "agent work", cwd=path)
+    listed = {w["session_id"]: w for w in client.get("/admin/worktrees").get_json()["worktrees"]}
+    assert listed["committed"]["unpushed_commits"] == 1 and listed["committed"]["dirty"] is False
+
+    refused = _delete(client, repo_name, "committed")
+    assert refused.status_code == 409
+    assert "1 commit(s) not on any remote branch" in refused.get_json()["message"]
+
+    git("push", "-q", "origin", "HEAD", cwd=path)  # pushed: nothing to lose any more
+    git("fetch", "-q", "origin", cwd=path)
+    accepted = _delete(client, repo_name, "committed")
+    assert accepted.status_code == 202
+    assert api.wait(accepted.get_json())["status"] == "finished"
+    assert not path.exists()
+    owner_slug = Path(path).name.rsplit("__", 1)[0]
+    bare = path.parent.parent / "repos" / owner_slug
+    assert git("rev-parse", "--verify", "refs/heads/mecodes/committed", cwd=bare)  # branch kept
+
+
+def test_work_appearing_after_the_check_still_blocks(client: FlaskClient, api: Api, repo_name: str) -> None:
+    """The job re-checks under the lock, so work written between request and job is not lost."""
+    path = Path(api.worktree(repo_name, "late")["result"]["path"])
+    accepted = _delete(client, repo_name, "late")
+    (path / "late.txt").write_text("written just after the request")
+    done = api.wait(accepted.get_json())
+    if done["status"] == "failed":
+        assert "uncommitted" in done["error"] and path.exists()
+    else:  # the job ran before the file was written: then nothing was there to lose
+        assert not path.exists()
+
+
+def test_folder_deleted_by_hand(client: FlaskClient, api: Api, repo_name: str) -> None:
+    import shutil
+
+    path = Path(api.worktree(repo_name, "gone")["result"]["path"])
+    shutil.rmtree(path)
+    listed = {w["session_id"]: w for w in client.get("/admin/worktrees").get_json()["worktrees"]}
+    assert listed["gone"]["exists"] is False and listed["gone"]["dirty"] is None
+    accepted = _delete(client, repo_name, "gone")
+    assert accepted.status_code == 202
+    assert api.wait(accepted.get_json())["result"]["removed"] == "stale entry pruned"
+    assert _delete(client, repo_name, "gone").status_code == 404
+
+
+def test_unknown_worktree_is_404(client: FlaskClient, repo_name: str) -> None:
+    assert _delete(client, repo_name, "nosuch").status_code == 404  # repo not cached
+    assert _delete(client, "someone/else", "nosuch").status_code == 404
+
+
+def test_delete_repo(client: FlaskClient, api: Api, repo_name: str, settings) -> None:
+    path = Path(api.worktree(repo_name, "keeper")["result"]["path"])
+    refused = client.delete(f"/admin/repos/{repo_name}")
+    assert refused.status_code == 409
+    assert refused.get_json()["errors"]["sessions"] == ["keeper"]
+
+    accepted = client.delete(f"/admin/repos/{repo_name}?force=true")
+    assert accepted.status_code == 202
+    done = api.wait(accepted.get_json())
+    assert done["status"] == "finished" and done["result"]["removed_worktrees"] == ["keeper"]
+    assert not path.exists()
+    assert repo_name not in [r["repo"] for r in client.get("/admin/repos").get_json()["repos"]]
+    assert client.delete(f"/admin/repos/{repo_name}").status_code == 404
+    assert list((settings.data_dir / "tmp").iterdir()) == []
