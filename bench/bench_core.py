@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import statistics
+import string
 import subprocess
 import sys
 import tempfile
@@ -40,11 +41,6 @@ POLL_INTERVAL = 0.02
 JOB_TIMEOUT = 600.0
 # Like the sidecar's own git environment: no GIT_* variables from the caller, C locale.
 GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"LC_ALL": "C"}
-WORDS = (
-    "alpha beta gamma delta repo branch commit worktree session clone fetch merge rebase index object pack tree "
-    "blob ref head remote origin lock queue worker job poll status result error progress phase percent value "
-    "return import class def self data path file line number string list dict none true false"
-).split()
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -64,10 +60,10 @@ def median_ms(seconds: list[float]) -> float:
 # ---- origin repository
 
 
-def random_text(rng: random.Random) -> str:
+def random_text(rng: random.Random, vocabulary: list[str]) -> str:
     lines = []
     for _ in range(rng.randint(3, 120)):
-        words = rng.choices(WORDS, k=rng.randint(1, 14))
+        words = rng.choices(vocabulary, k=rng.randint(1, 14))
         if rng.random() < 0.3:
             words.append(str(rng.randint(0, 10**9)))
         lines.append(" " * rng.choice((0, 4, 8)) + " ".join(words))
@@ -77,6 +73,7 @@ def random_text(rng: random.Random) -> str:
 def make_origin(origin_root: Path, files: int, commits: int) -> Path:
     """A bare repo (packed) of `files` small text files in a few directories, built over `commits` commits."""
     rng = random.Random(1234)
+    vocabulary = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 10))) for _ in range(400)]
     work = origin_root / "_work"
     git("init", "-q", "-b", "main", str(work))
     folders = ("src", "src/core", "src/util", "docs", "tests", "assets/data")
@@ -85,7 +82,7 @@ def make_origin(origin_root: Path, files: int, commits: int) -> Path:
         done, upto = c * files // commits, (c + 1) * files // commits
         for path in paths[done:upto] + rng.sample(paths[:done], done // 20):  # new files, and edits to 5% of old
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(random_text(rng))
+            path.write_text(random_text(rng, vocabulary))
         git("add", "-A", cwd=work)
         git("-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q", "-m", f"c{c}", cwd=work)
     bare = origin_root / f"{REPO}.git"
@@ -324,7 +321,7 @@ def run(args: argparse.Namespace, stack: ExitStack) -> None:
         print(f"{name:<28}{api_ms:>10.1f}{median_ms(t.in_job):>11.1f}{raw_ms:>12.1f}{api_ms / raw_ms:>9.2f}")
     p99 = polls[math.ceil(0.99 * len(polls)) - 1] * 1000
     print(f"{'poll GET /admin/jobs/{id}':<28}median {median_ms(polls):.2f} ms, p99 {p99:.2f} ms ({len(polls)} calls)")
-    parts = ", ".join(f"{'master' if p is gunicorn else 'worker'} {p.pid} {rss_mb(p):.1f}" for p in gunicorn_procs)
+    parts = ", ".join(f"{'master' if p is gunicorn else 'worker'} {rss_mb(p):.1f}" for p in gunicorn_procs)
     print(f"{'RSS MB: gunicorn':<28}{sum(rss_mb(p) for p in gunicorn_procs):.1f} ({parts})")
     print(f"{'RSS MB: rq worker':<28}{rss_mb(worker_proc):.1f}")
     print(f"{'RSS MB: redis-server':<28}{rss_mb(redis_proc):.1f}")

@@ -20,6 +20,7 @@ from redis import Redis
 
 from sidecar import create_app
 from sidecar.config import Settings, load_settings
+from tests.support.githttp import GitHttpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_TOKEN = "ghp_TESTSENTINELtoken0123456789abcdef"
@@ -242,3 +243,41 @@ def repo_name(origin: Origin) -> str:
     name = f"own{uuid.uuid4().hex[:6]}/proj-{uuid.uuid4().hex[:4]}"
     origin.create(name, branches=("feature",))
     return name
+
+
+@dataclass
+class Stack:
+    """A worker and an API of their own (own queue), cloning from a local git HTTP server."""
+
+    server: GitHttpServer
+    env: dict[str, str]
+    settings: Settings
+    client: FlaskClient
+    api: Api
+    worker: WorkerProcess
+    log: Path
+
+    def restart_worker(self) -> None:
+        self.worker = start_worker(self.env, self.log)
+
+    def status(self, job: dict[str, Any]) -> dict[str, Any]:
+        return self.client.get(job["url"]).get_json()
+
+
+@pytest.fixture
+def stack_factory(
+    stack_env: dict[str, str], settings: Settings, tmp_path: Path
+) -> Iterator[Callable[[GitHttpServer], Stack]]:
+    stacks: list[Stack] = []
+
+    def make(server: GitHttpServer) -> Stack:
+        env = {**stack_env, "MECODES_QUEUE": f"own-{uuid.uuid4().hex[:8]}", "MECODES_GIT_BASE_URL": server.base_url}
+        own = replace(settings, queue_name=env["MECODES_QUEUE"], git_base_url=server.base_url)
+        client = create_app(own).test_client()
+        log = tmp_path / f"worker-{len(stacks)}.log"
+        stacks.append(Stack(server, env, own, client, Api(client), start_worker(env, log), log))
+        return stacks[-1]
+
+    yield make
+    for s in stacks:
+        s.worker.stop()

@@ -118,10 +118,10 @@ def test_refuses_malformed_bodies(client: FlaskClient, url: str, data: bytes, co
     assert_refused(client.post(url, data=data, content_type=content_type), field)
 
 
-@pytest.mark.xfail(strict=True, reason="deeply nested JSON raises RecursionError in json.loads: 500, not 400")
+@pytest.mark.xfail(strict=True, reason="BUG: json.loads RecursionError escapes webargs: 500")
 @pytest.mark.parametrize("url", ["/admin/repos/clone", "/admin/worktrees"])
 def test_refuses_deeply_nested_json(client: FlaskClient, url: str) -> None:
-    data = '{"repo": ' + "[" * 30000 + "]" * 30000 + "}"
+    data = '{"repo": ' + "[" * 2000 + "]" * 2000 + "}"  # 4 KB, well under the body limit
     assert_refused(client.post(url, data=data, content_type="application/json"), "json")
 
 
@@ -171,6 +171,8 @@ def test_nothing_escaped_the_data_root(client: FlaskClient, settings: Settings) 
     for folder in (root / "repos", root / "worktrees", root / "tmp"):
         bad = [p.name for p in folder.iterdir() if ".." in p.name or p.name.startswith(("-", "."))]
         assert not bad, f"{folder}: {bad}"
-    assert not [p.name for p in root.parent.iterdir() if "__" in p.name], "a slug folder outside the data root"
+    # A slug (`owner__name`) folder directly in the data root or beside it would be a traversal's leftover.
+    beside = [p for p in [*root.iterdir(), *root.parent.iterdir()] if "__" in p.name and not p.name.startswith("test")]
+    assert not beside, beside
     jobs = client.get("/admin/jobs?limit=500").get_json()["jobs"]
     assert not [j for j in jobs if "upload-pack" in (j["description"] or "") or PWNED.name in (j["description"] or "")]

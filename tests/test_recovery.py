@@ -3,52 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from flask.testing import FlaskClient
 from redis import Redis
 
-from sidecar import create_app
-from sidecar.config import Settings
 from sidecar.layout import Layout
 from sidecar.names import parse_repo
-from tests.conftest import Api, Origin, WorkerProcess, git, start_worker, wait_until
+from tests.conftest import Origin, Stack, git, wait_until
 from tests.support.githttp import GitHttpServer
 from worker.recovery import ABANDONED
 
 
-@dataclass
-class Stack:
-    """A worker and API of their own, cloning from a throttled git HTTP server."""
-
-    server: GitHttpServer
-    env: dict[str, str]
-    settings: Settings
-    client: FlaskClient
-    api: Api
-    worker: WorkerProcess
-    log: Path
-
-    def restart_worker(self) -> None:
-        self.worker = start_worker(self.env, self.log)
-
-    def status(self, job: dict) -> dict:
-        return self.client.get(job["url"]).get_json()
-
-
 @pytest.fixture
-def stack(stack_env: dict[str, str], settings: Settings, origin: Origin, tmp_path: Path) -> Iterator[Stack]:
+def stack(origin: Origin, stack_factory: Callable[[GitHttpServer], Stack]) -> Iterator[Stack]:
     with GitHttpServer(origin.root, delay=0.02) as server:
-        env = {**stack_env, "MECODES_QUEUE": f"kill-{uuid.uuid4().hex[:8]}", "MECODES_GIT_BASE_URL": server.base_url}
-        own = replace(settings, queue_name=env["MECODES_QUEUE"], git_base_url=server.base_url)
-        client = create_app(own).test_client()
-        log = tmp_path / "worker.log"
-        s = Stack(server, env, own, client, Api(client), start_worker(env, log), log)
-        yield s
-        s.worker.stop()
+        yield stack_factory(server)
 
 
 def _staging(layout: Layout, prefix: str) -> list[Path]:

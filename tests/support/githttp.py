@@ -1,10 +1,12 @@
 """A real git smart-HTTP server for tests: `git http-backend` behind a threaded HTTP server on 127.0.0.1.
 
 `delay` slows every response chunk down, so a clone can be caught (and its worker killed) mid-transfer.
+`auth=(user, token)` makes it demand HTTP basic auth, as GitHub does for private repos.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import threading
@@ -15,8 +17,10 @@ from urllib.parse import urlsplit
 
 
 class GitHttpServer:
-    def __init__(self, root: Path, delay: float = 0.0, chunk: int = 16384):
+    def __init__(self, root: Path, delay: float = 0.0, chunk: int = 16384, auth: tuple[str, str] | None = None):
         self.root = root
+        self.auth = "Basic " + base64.b64encode(":".join(auth).encode()).decode() if auth else None
+        self.seen_auth: list[str] = []
         self.delay = delay
         self.chunk = chunk
         server = self
@@ -48,6 +52,15 @@ class GitHttpServer:
         self.httpd.server_close()
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        if self.auth:
+            given = handler.headers.get("Authorization", "")
+            self.seen_auth.append(given)
+            if given != self.auth:
+                handler.send_response(401)
+                handler.send_header("WWW-Authenticate", 'Basic realm="git"')
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
         url = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
