@@ -49,6 +49,11 @@ def build_app(settings: Settings | None = None) -> Flask:
         body = {"code": 503, "status": "Service Unavailable", "message": "redis is unavailable; retry shortly"}
         return jsonify(body), 503
 
+    @app.errorhandler(RecursionError)
+    def too_deep(exc: RecursionError):
+        body = {"code": 400, "status": "Bad Request", "errors": {"json": ["JSON nested too deeply."]}}
+        return jsonify(body), 400
+
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         if isinstance(exc, HTTPException):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 _OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
 # GitHub repo names: letters, digits, `.`, `_`, `-`, at most 100. We also refuse a leading `.`/`-`.
 _REPO = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
-_SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+# No `__` in session ids: it separates the parts of a worktree folder name `owner__name__session`.
+_SESSION = re.compile(r"(?!.*__)[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _BRANCH_CHARS = re.compile(r"[A-Za-z0-9._/-]{1,200}")
 SLUG_SEPARATOR = "__"
@@ -72,7 +73,7 @@ def parse_session_id(value: str) -> str:
     if not isinstance(value, str) or not _SESSION.fullmatch(value):
         raise InvalidName(
             f"{_shown(str(value))} is not a session id "
-            "(letters, digits, '_' and '-', starting with a letter or digit, at most 128)"
+            "(letters, digits, '_' and '-', starting with a letter or digit, no '__', at most 128)"
         )
     return value
 

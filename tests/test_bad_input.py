@@ -35,7 +35,7 @@ BAD_REPOS: list[Any] = [
 BAD_SESSIONS: list[Any] = [
     *["-x", "--upload-pack=touch", "..", ".", ".a", "_a", "a/b", "/", "a/../b", "s" * 129, "", " ", "a b"],
     *["a;b", "$(id)", "a`b`", "a|b", "a&b", "a?b", "a#b", "a%2Fb", "a@b", "a:b", "a.b"],
-    *["\uff41", "\u0430", "a\x00", "a\x1b", "a\n", 5, None, ["a"], {"a": 1}],
+    *["a__b", "ses__", "\uff41", "\u0430", "a\x00", "a\x1b", "a\n", 5, None, ["a"], {"a": 1}],
 ]
 BAD_BRANCHES: list[Any] = [
     *["-x", "--upload-pack=touch", "..", "a..b", "/a", "a/", "a.lock", "a/b.lock/c", ".a", "a/.b", "a//b"],
@@ -118,7 +118,6 @@ def test_refuses_malformed_bodies(client: FlaskClient, url: str, data: bytes, co
     assert_refused(client.post(url, data=data, content_type=content_type), field)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: json.loads RecursionError escapes webargs: 500")
 @pytest.mark.parametrize("url", ["/admin/repos/clone", "/admin/worktrees"])
 def test_refuses_deeply_nested_json(client: FlaskClient, url: str) -> None:
     data = '{"repo": ' + "[" * 2000 + "]" * 2000 + "}"  # 4 KB, well under the body limit
