@@ -77,7 +77,10 @@ class Git:
         return redact(text, self.settings.secrets)
 
     def _failure(self, args: Sequence[str], stderr: str, detail: str) -> GitError:
-        tail = "\n".join(line for line in self._clean(stderr).strip().splitlines()[-5:])
+        lines = self._clean(stderr).strip().splitlines()
+        # git's own verdict ("fatal: ...", "error: ...") says it best; otherwise the last lines.
+        verdict = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines
+        tail = "\n".join(verdict[-5:])
         what = " ".join(args[:2])
         return GitError(f"git {what} {detail}" + (f": {tail}" if tail else ""))
 

@@ -83,10 +83,12 @@ def _reason(exc: Exception) -> str:
 def _ensure_cached(ctx: JobContext, repo: RepoName, max_age: float) -> str:
     """Clone when missing, fetch when older than `max_age` seconds. Returns what was done."""
     if not ctx.layout.is_cached(repo):
+        ctx.progress("cloning")
         repo_ops.clone(ctx.layout, ctx.git, repo, ctx.git_progress("cloning"))
         return "cloned"
     if repo_ops.fetch_age(ctx.layout, repo) < max_age:
         return "up to date"
+    ctx.progress("fetching")
     repo_ops.fetch(ctx.layout, ctx.git, repo, ctx.git_progress("fetching"))
     return "fetched"
 
