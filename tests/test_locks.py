@@ -50,9 +50,7 @@ def test_many_worktrees_at_once_with_two_workers(
 
             with ThreadPoolExecutor(12) as pool:
                 accepted = list(pool.map(create, sessions))
-                refreshes = list(
-                    pool.map(lambda _: stack.client.post("/admin/repos/clone", json={"repo": name}), [0] * 4)
-                )
+                refresh = [pool.submit(stack.client.post, "/admin/repos/clone", json={"repo": name}) for _ in range(4)]
             results = [stack.api.wait(job, timeout=120) for job in accepted]
             for future in refresh:
                 assert stack.api.wait(future.result().get_json(), timeout=120)["status"] == "finished"
