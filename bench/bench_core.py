@@ -134,6 +134,14 @@ def wait_ready(what: str, ready: Callable[[], bool], services: list[Service], ti
         time.sleep(0.05)
 
 
+def redis_answers(url: str) -> bool:
+    try:
+        with Redis.from_url(url, socket_connect_timeout=1) as redis:
+            return bool(redis.ping())
+    except RedisError:
+        return False
+
+
 def print_log_tails(services: list[Service], lines: int = 15) -> None:
     for s in services:
         tail = s.log.read_text(errors="replace").splitlines()[-lines:]
@@ -306,8 +314,9 @@ def run(args: argparse.Namespace, stack: ExitStack) -> None:
         worktree, job_url = bench_worktree(api, origin_url, scratch, args.reps)
         polls = sorted(poll_latency(api, job_url, args.polls))
         redis_proc, worker_proc, gunicorn = (psutil.Process(s.proc.pid) for s in services)
-        gunicorn_procs = [gunicorn, *gunicorn.children(recursive=True)]
-    except BaseException:
+        gunicorn_rss = [(p is gunicorn, rss_mb(p)) for p in (gunicorn, *gunicorn.children(recursive=True))]
+        worker_rss, redis_rss = rss_mb(worker_proc), rss_mb(redis_proc)
+    except Exception:
         print_log_tails(services)
         raise
 
@@ -321,17 +330,10 @@ def run(args: argparse.Namespace, stack: ExitStack) -> None:
         print(f"{name:<28}{api_ms:>10.1f}{median_ms(t.in_job):>11.1f}{raw_ms:>12.1f}{api_ms / raw_ms:>9.2f}")
     p99 = polls[math.ceil(0.99 * len(polls)) - 1] * 1000
     print(f"{'poll GET /admin/jobs/{id}':<28}median {median_ms(polls):.2f} ms, p99 {p99:.2f} ms ({len(polls)} calls)")
-    parts = ", ".join(f"{'master' if p is gunicorn else 'worker'} {rss_mb(p):.1f}" for p in gunicorn_procs)
-    print(f"{'RSS MB: gunicorn':<28}{sum(rss_mb(p) for p in gunicorn_procs):.1f} ({parts})")
-    print(f"{'RSS MB: rq worker':<28}{rss_mb(worker_proc):.1f}")
-    print(f"{'RSS MB: redis-server':<28}{rss_mb(redis_proc):.1f}")
-
-
-def redis_answers(url: str) -> bool:
-    try:
-        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
-    except RedisError:
-        return False
+    parts = ", ".join(f"{'master' if master else 'worker'} {mb:.1f}" for master, mb in gunicorn_rss)
+    print(f"{'RSS MB: gunicorn':<28}{sum(mb for _, mb in gunicorn_rss):.1f} ({parts})")
+    print(f"{'RSS MB: rq worker':<28}{worker_rss:.1f}")
+    print(f"{'RSS MB: redis-server':<28}{redis_rss:.1f}")
 
 
 def main() -> None:

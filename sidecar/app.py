@@ -29,8 +29,8 @@ def build_app(settings: Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="/admin/docs/assets/",
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
-        JSON_SORT_KEYS=False,
     )
+    app.json.sort_keys = False  # keep the schemas' field order
     app.extensions["mecodes"] = Services.create(settings)
     api = Api(app)
 

@@ -72,7 +72,17 @@ def test_gunicorn_serves_the_app(stack_env: dict[str, str], worker, tmp_path: Pa
     log = (tmp_path / "gunicorn.log").open("wb")
     gunicorn = Path(sys.executable).parent / "gunicorn"
     proc = subprocess.Popen(
-        [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4", "sidecar:create_app()"],
+        [
+            str(gunicorn),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--no-control-socket",
+            "sidecar:create_app()",
+        ],
         cwd=ROOT,
         stdout=log,
         stderr=log,
