@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask.testing import FlaskClient
+from redis import Redis
 
+from sidecar.config import Settings
+from sidecar.locks import repo_lock
+from sidecar.names import parse_repo
 from tests.conftest import Api, Origin, git
 
 
@@ -65,16 +69,18 @@ def test_unpushed_commits_block_deletion(client: FlaskClient, api: Api, repo_nam
     assert git("rev-parse", "--verify", "refs/heads/mecodes/committed", cwd=bare)  # branch kept
 
 
-def test_work_appearing_after_the_check_still_blocks(client: FlaskClient, api: Api, repo_name: str) -> None:
-    """The job re-checks under the lock, so work written between request and job is not lost."""
+def test_work_appearing_after_the_check_still_blocks(
+    client: FlaskClient, api: Api, repo_name: str, settings: Settings
+) -> None:
+    """The job checks again under the lock, so work written between the request and the job is not lost."""
     path = Path(api.worktree(repo_name, "late")["result"]["path"])
-    accepted = _delete(client, repo_name, "late")
-    (path / "late.txt").write_text("written just after the request")
+    with repo_lock(Redis.from_url(settings.redis_url), parse_repo(repo_name), "test", ttl=30, wait=5):
+        accepted = _delete(client, repo_name, "late")
+        assert accepted.status_code == 202  # clean when asked
+        (path / "late.txt").write_text("written while the job waited for the lock")
     done = api.wait(accepted.get_json())
-    if done["status"] == "failed":
-        assert "uncommitted" in done["error"] and path.exists()
-    else:  # the job ran before the file was written: then nothing was there to lose
-        assert not path.exists()
+    assert done["status"] == "failed" and "uncommitted" in done["error"]
+    assert (path / "late.txt").exists()
 
 
 def test_folder_deleted_by_hand(client: FlaskClient, api: Api, repo_name: str) -> None:
