@@ -34,9 +34,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.extensions["mecodes"] = Services.create(settings)
     api = Api(app)
 
-    from sidecar.api import jobs, repos, system, worktrees
+    from sidecar.api import gc, jobs, processes, repos, system, worktrees
 
-    for blueprint in (repos.blp, worktrees.blp, jobs.blp, system.blp):
+    for blueprint in (repos.blp, worktrees.blp, jobs.blp, gc.blp, processes.blp, system.blp):
         api.register_blueprint(blueprint)
 
     @app.get("/admin/docs/assets/<path:filename>")

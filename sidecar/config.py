@@ -6,20 +6,31 @@ Every variable is documented in the README's configuration table; keep the two i
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T", int, float)
 
 
-def _int(name: str, default: int) -> int:
+def _number(name: str, default: T, kind: Callable[[str], T]) -> T:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError as exc:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _int(name: str, default: int) -> int:
+    return _number(name, default, int)
+
+
+def _float(name: str, default: float) -> float:
+    return _number(name, default, float)
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,11 @@ class Settings:
     lock_ttl: int
     job_result_ttl: int
     job_failure_ttl: int
+    gc_interval: int
+    gc_max_idle_days: float
+    gc_repo_idle_days: float
+    stack_pid: int | None
+    kill_grace: float
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -62,4 +78,9 @@ def load_settings() -> Settings:
         lock_ttl=_int("MECODES_LOCK_TTL", 30),
         job_result_ttl=_int("MECODES_JOB_RESULT_TTL", 86400),
         job_failure_ttl=_int("MECODES_JOB_FAILURE_TTL", 7 * 86400),
+        gc_interval=_int("MECODES_GC_INTERVAL", 6 * 3600),
+        gc_max_idle_days=_float("MECODES_GC_MAX_IDLE_DAYS", 7),
+        gc_repo_idle_days=_float("MECODES_GC_REPO_IDLE_DAYS", 30),
+        stack_pid=_int("MECODES_STACK_PID", 0) or None,
+        kill_grace=_float("MECODES_KILL_GRACE", 5),
     )

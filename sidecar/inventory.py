@@ -52,6 +52,7 @@ class WorktreeInfo:
     branch: str | None
     head: str | None
     exists: bool
+    locked: bool
     created_at: datetime | None
     state: WorkState | None  # None when the folder is gone or git cannot read it
 
@@ -87,6 +88,24 @@ def disk_usage(path: Path) -> int:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
     return total
+
+
+def last_activity(worktree: Path) -> float | None:
+    """When the worktree was last touched through git or had entries added or removed (epoch seconds).
+
+    Reads mtimes only: the folder, its `.git` file, and the index, HEAD and reflog of its admin folder in the
+    bare repo. Edits to tracked files are not seen here, but they make the worktree dirty, which GC checks.
+    """
+    candidates = [worktree, worktree / ".git"]
+    try:
+        gitdir = (worktree / ".git").read_text().strip().removeprefix("gitdir: ")
+    except OSError:
+        gitdir = ""
+    if gitdir:
+        admin = Path(gitdir)
+        candidates += [admin / "index", admin / "HEAD", admin / "logs" / "HEAD"]
+    times = [m.timestamp() for m in map(_mtime, candidates) if m is not None]
+    return max(times) if times else None
 
 
 def default_branch(repo_path: Path) -> str | None:
@@ -129,7 +148,8 @@ def _worktree_records(git: Git, repo_path: Path) -> list[dict[str, str]]:
 
 
 def work_state(git: Git, worktree: Path) -> WorkState:
-    status = git.run(["status", "--porcelain", "--untracked-files=normal"], cwd=worktree).stdout
+    # --no-optional-locks: looking must not rewrite the index (its mtime tells GC when a worktree was last used)
+    status = git.run(["--no-optional-locks", "status", "--porcelain", "--untracked-files=normal"], cwd=worktree).stdout
     unpushed = git.run(["rev-list", "--count", "HEAD", "--not", "--remotes"], cwd=worktree).stdout
     return WorkState(dirty=bool(status.strip()), unpushed_commits=int(unpushed.strip() or 0))
 
@@ -158,6 +178,7 @@ def repo_worktrees(layout: Layout, git: Git, repo: RepoName, with_state: bool = 
                 branch=branch,
                 head=record.get("HEAD"),
                 exists=exists,
+                locked="locked" in record,
                 created_at=_mtime(path / ".git"),
                 state=state,
             )

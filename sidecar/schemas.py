@@ -129,3 +129,47 @@ class HealthSchema(StrictSchema):
     redis = fields.Boolean()
     workers = fields.List(fields.String())
     problems = fields.List(fields.String())
+
+
+class GcRequest(StrictSchema):
+    dry_run = fields.Boolean(required=True, metadata={"description": "decide and report, change nothing"})
+    max_idle_days = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=0, max=3650),
+        metadata={"description": "remove clean worktrees idle longer than this (default MECODES_GC_MAX_IDLE_DAYS)"},
+    )
+
+
+class GcScheduleSchema(StrictSchema):
+    interval_seconds = fields.Integer(metadata={"description": "0: periodic GC is off"})
+    scheduler = fields.String(allow_none=True, metadata={"description": "the live scheduler, if any"})
+    next_run = fields.DateTime(allow_none=True)
+
+
+class GcStatusSchema(StrictSchema):
+    schedule = fields.Nested(GcScheduleSchema)
+    last_run = fields.Dict(allow_none=True, metadata={"description": "summary of the last GC job, dry runs included"})
+
+
+class ProcessSchema(StrictSchema):
+    pid = fields.Integer()
+    ppid = fields.Integer()
+    user = fields.String(allow_none=True)
+    cmdline = fields.String()
+    cwd = fields.String(allow_none=True)
+    worktree = fields.String(allow_none=True, metadata={"description": "the worktree folder its cwd is in"})
+    age_seconds = fields.Float()
+    cpu_seconds = fields.Float()
+    rss_bytes = fields.Integer()
+
+
+class ProcessListSchema(StrictSchema):
+    stack_pid = fields.Integer(metadata={"description": "the process manager whose services are never orphans"})
+    processes = fields.List(fields.Nested(ProcessSchema))
+
+
+class KillResultSchema(StrictSchema):
+    pid = fields.Integer()
+    terminated = fields.List(fields.Integer(), metadata={"description": "ended after SIGTERM"})
+    killed = fields.List(fields.Integer(), metadata={"description": "needed SIGKILL after the grace period"})
+    survivors = fields.List(fields.Integer(), metadata={"description": "still alive (should be empty)"})

@@ -20,7 +20,6 @@ from redis import Redis
 
 from sidecar import create_app
 from sidecar.config import Settings, load_settings
-from tests.support.githttp import GitHttpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_TOKEN = "ghp_TESTSENTINELtoken0123456789abcdef"
@@ -144,6 +143,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory, redis_url: str, origin: 
         "GITHUB_USER": "tester",
         "MECODES_FETCH_MAX_AGE": "0",
         "MECODES_LOCK_TTL": "6",
+        "MECODES_GC_INTERVAL": "0",
     }
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
@@ -247,9 +247,8 @@ def repo_name(origin: Origin) -> str:
 
 @dataclass
 class Stack:
-    """A worker and an API of their own (own queue), cloning from a local git HTTP server."""
+    """A worker and an API of their own: own queue, own data root, own git base URL."""
 
-    server: GitHttpServer
     env: dict[str, str]
     settings: Settings
     client: FlaskClient
@@ -264,18 +263,30 @@ class Stack:
         return self.client.get(job["url"]).get_json()
 
 
+StackFactory = Callable[..., Stack]
+
+
 @pytest.fixture
-def stack_factory(
-    stack_env: dict[str, str], settings: Settings, tmp_path: Path
-) -> Iterator[Callable[[GitHttpServer], Stack]]:
+def stack_factory(stack_env: dict[str, str], tmp_path: Path) -> Iterator[StackFactory]:
+    """`make(base_url, **env)` starts a stack; extra keyword arguments are environment variables."""
     stacks: list[Stack] = []
 
-    def make(server: GitHttpServer) -> Stack:
-        env = {**stack_env, "MECODES_QUEUE": f"own-{uuid.uuid4().hex[:8]}", "MECODES_GIT_BASE_URL": server.base_url}
-        own = replace(settings, queue_name=env["MECODES_QUEUE"], git_base_url=server.base_url)
+    def make(base_url: str, **extra: str) -> Stack:
+        n = len(stacks)
+        env = {
+            **stack_env,
+            "MECODES_QUEUE": f"own-{uuid.uuid4().hex[:8]}",
+            "MECODES_GIT_BASE_URL": base_url,
+            "MECODES_DATA_DIR": str(tmp_path / f"data-{n}"),
+            **extra,
+        }
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            own = load_settings()
         client = create_app(own).test_client()
-        log = tmp_path / f"worker-{len(stacks)}.log"
-        stacks.append(Stack(server, env, own, client, Api(client), start_worker(env, log), log))
+        log = tmp_path / f"worker-{n}.log"
+        stacks.append(Stack(env, own, client, Api(client), start_worker(env, log), log))
         return stacks[-1]
 
     yield make

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from redis import Redis
 
 from sidecar.locks import repo_lock
 from sidecar.names import parse_repo
-from tests.conftest import Api, Origin, Stack, git, start_worker, wait_until
+from tests.conftest import Api, Origin, StackFactory, git, start_worker, wait_until
 from tests.support.githttp import GitHttpServer
 
 
@@ -33,13 +32,11 @@ def test_jobs_wait_for_the_repo_lock(client: FlaskClient, api: Api, origin: Orig
     assert git("rev-parse", "refs/remotes/origin/main", cwd=bare) != before
 
 
-def test_many_worktrees_at_once_with_two_workers(
-    origin: Origin, stack_factory: Callable[[GitHttpServer], Stack], tmp_path: Path
-) -> None:
+def test_many_worktrees_at_once_with_two_workers(origin: Origin, stack_factory: StackFactory, tmp_path: Path) -> None:
     name = f"busy{uuid.uuid4().hex[:6]}/repo"
     origin.create(name, files=50)
     with GitHttpServer(origin.root) as server:
-        stack = stack_factory(server)
+        stack = stack_factory(server.base_url)
         second = start_worker(stack.env, tmp_path / "second-worker.log")
         try:
             sessions = [f"s{i}" for i in range(24)]

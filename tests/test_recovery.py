@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,22 +11,27 @@ from redis import Redis
 
 from sidecar.layout import Layout
 from sidecar.names import parse_repo
-from tests.conftest import Origin, Stack, git, wait_until
+from tests.conftest import Origin, Stack, StackFactory, git, wait_until
 from tests.support.githttp import GitHttpServer
 from worker.recovery import ABANDONED
 
 
 @pytest.fixture
-def stack(origin: Origin, stack_factory: Callable[[GitHttpServer], Stack]) -> Iterator[Stack]:
+def server(origin: Origin) -> Iterator[GitHttpServer]:
     with GitHttpServer(origin.root, delay=0.02) as server:
-        yield stack_factory(server)
+        yield server
+
+
+@pytest.fixture
+def stack(server: GitHttpServer, stack_factory: StackFactory) -> Stack:
+    return stack_factory(server.base_url)
 
 
 def _staging(layout: Layout, prefix: str) -> list[Path]:
     return [p for p in layout.tmp_dir.iterdir() if p.name.startswith(prefix)]
 
 
-def test_killed_mid_clone(stack: Stack, origin: Origin) -> None:
+def test_killed_mid_clone(stack: Stack, server: GitHttpServer, origin: Origin) -> None:
     name = f"kill{uuid.uuid4().hex[:6]}/big"
     origin.create(name, big_bytes=4_000_000)
     repo, layout = parse_repo(name), Layout(stack.settings.data_dir)
@@ -49,16 +54,16 @@ def test_killed_mid_clone(stack: Stack, origin: Origin) -> None:
     assert Redis.from_url(stack.settings.redis_url).get(f"mecodes:lock:repo:{repo.slug}") is None
     assert name not in [r["repo"] for r in stack.client.get("/admin/repos").get_json()["repos"]]
 
-    stack.server.delay = 0
+    server.delay = 0
     retried = stack.api.clone(name)
     assert retried["id"] != job["id"] and retried["status"] == "finished", retried
     git("fsck", "--no-progress", cwd=layout.repo_path(repo))
 
 
-def test_killed_mid_worktree(stack: Stack, origin: Origin, tmp_path: Path) -> None:
+def test_killed_mid_worktree(stack: Stack, server: GitHttpServer, origin: Origin, tmp_path: Path) -> None:
     name = f"kill{uuid.uuid4().hex[:6]}/wt"
     origin.create(name)
-    stack.server.delay = 0
+    server.delay = 0
     repo, layout = parse_repo(name), Layout(stack.settings.data_dir)
     stack.api.clone(name)
     # A post-checkout hook that signals, then blocks: the job is caught inside `git worktree add`.

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from sidecar.gitcmd import Git
 from sidecar.redaction import redact
-from tests.conftest import SECRET_TOKEN, Origin, Stack
+from tests.conftest import SECRET_TOKEN, Origin, StackFactory
 from tests.support.githttp import GitHttpServer
 
 
@@ -17,13 +16,11 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and needle in p.read_bytes()]
 
 
-def test_token_is_used_for_auth_and_found_nowhere(
-    origin: Origin, stack_factory: Callable[[GitHttpServer], Stack]
-) -> None:
+def test_token_is_used_for_auth_and_found_nowhere(origin: Origin, stack_factory: StackFactory) -> None:
     name = f"priv{uuid.uuid4().hex[:6]}/secret-repo"
     origin.create(name)
     with GitHttpServer(origin.root, auth=("tester", SECRET_TOKEN)) as server:
-        stack = stack_factory(server)
+        stack = stack_factory(server.base_url)
         cloned = stack.api.clone(name)
         assert cloned["status"] == "finished", cloned
         assert stack.api.clone(name)["result"]["action"] == "fetched"
@@ -43,13 +40,11 @@ def test_token_is_used_for_auth_and_found_nowhere(
     assert server.base_url in config and "@" not in config  # no credentials in the remote URL
 
 
-def test_refused_token_gives_a_clear_error_without_the_token(
-    origin: Origin, stack_factory: Callable[[GitHttpServer], Stack]
-) -> None:
+def test_refused_token_gives_a_clear_error_without_the_token(origin: Origin, stack_factory: StackFactory) -> None:
     name = f"priv{uuid.uuid4().hex[:6]}/locked"
     origin.create(name)
     with GitHttpServer(origin.root, auth=("tester", "a-different-token")) as server:
-        stack = stack_factory(server)
+        stack = stack_factory(server.base_url)
         failed = stack.api.clone(name)
     assert failed["status"] == "failed"
     assert "git clone" in failed["error"] and "Authentication failed" in failed["error"]

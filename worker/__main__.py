@@ -11,6 +11,7 @@ from sidecar.gitcmd import Git
 from sidecar.jobqueue import connect
 from sidecar.layout import Layout
 from sidecar.lifetime import die_with_parent
+from worker.cron import spawn_scheduler
 from worker.recovery import recover
 
 
@@ -30,6 +31,8 @@ def main() -> None:
     layout.ensure()
     queue = Queue(settings.queue_name, connection=redis)
     recover(queue, layout, Git(settings))
+    if settings.gc_interval > 0:
+        spawn_scheduler(settings)
     MecodesWorker([queue], connection=redis).work(logging_level="INFO")
 
 

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -13,6 +15,7 @@ from rq import get_current_job
 from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 
+from sidecar import gc_status
 from sidecar.config import Settings, load_settings
 from sidecar.gitcmd import Git, ProgressThrottle
 from sidecar.inventory import default_branch, repo_worktrees
@@ -21,6 +24,7 @@ from sidecar.locks import repo_lock
 from sidecar.names import RepoName, parse_repo
 from sidecar.redaction import redact
 from worker import repo_ops
+from worker.gc import Collector, Policy
 from worker.repo_ops import Refused
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -138,6 +142,27 @@ def _clone_succeeded(ctx: JobContext, clone_job_id: str) -> bool:
 
 
 @reports_errors
+def collect_garbage(dry_run: bool, max_idle_days: float | None = None) -> dict[str, Any]:
+    """See worker.gc. Records its summary for `GET /admin/gc`."""
+    ctx = _context()
+    policy = Policy(
+        dry_run=dry_run,
+        max_idle_days=ctx.settings.gc_max_idle_days if max_idle_days is None else max_idle_days,
+        repo_idle_days=ctx.settings.gc_repo_idle_days,
+    )
+
+    def lock(repo: RepoName) -> AbstractContextManager[None]:
+        ctx.progress(f"collecting garbage: {repo}")
+        return repo_lock(ctx.redis, repo, ctx.job.id, ctx.settings.lock_ttl, ctx.settings.clone_timeout)
+
+    started = time.time()
+    report = Collector(ctx.layout, ctx.git, ctx.redis, lock, policy).run()
+    summary = {"job_id": ctx.job.id, "started_at": started, "duration_ms": round((time.time() - started) * 1000)}
+    gc_status.record_last_run(ctx.redis, ctx.settings, {**summary, **report.summary()})
+    return {**summary, **report.as_dict()}
+
+
+@reports_errors
 def delete_worktree(repo: str, session_id: str, force: bool) -> dict[str, Any]:
     ctx, name = _context(), parse_repo(repo)
     with ctx.lock(name):
@@ -157,5 +182,5 @@ def delete_repo(repo: str, force: bool) -> dict[str, Any]:
             sessions = ", ".join(w.session_id for w in worktrees)
             raise Refused(f"{name} still has worktrees (sessions: {sessions}); use force=true to remove them too")
         ctx.progress("removing repo")
-        repo_ops.remove_repo(ctx.layout, ctx.git, name, [w.path for w in worktrees])
+        repo_ops.remove_repo(ctx.layout, name, [w.path for w in worktrees])
     return {"repo": str(name), "removed_worktrees": [w.session_id for w in worktrees]}

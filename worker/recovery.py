@@ -12,16 +12,15 @@ from __future__ import annotations
 import logging
 import shutil
 
-from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
 from sidecar.gitcmd import Git
 from sidecar.layout import Layout
-from sidecar.locks import LOCK_PREFIX, release_locks_of
+from sidecar.locks import release_locks_of
 from sidecar.workers import worker_alive
-from worker.repo_ops import staged_repo_slug
+from worker.repo_ops import WORKTREE_PREFIX, staged_repo_slug, stale_staging
 
 log = logging.getLogger(__name__)
 ABANDONED = "the worker running this job died (killed or restarted) before it finished; send the request again"
@@ -48,25 +47,13 @@ def fail_abandoned_jobs(queue: Queue) -> set[str]:
     return abandoned
 
 
-def remove_stale_staging(layout: Layout, redis: Redis) -> set[str]:
-    """Remove leftovers in tmp/; returns the slugs of repos that had a half-made clone or worktree there."""
-    touched: set[str] = set()
-    for entry in sorted(layout.tmp_dir.iterdir()) if layout.tmp_dir.exists() else []:
-        slug = staged_repo_slug(entry.name)
-        if slug is not None:
-            if redis.exists(f"{LOCK_PREFIX}{slug}"):
-                continue  # a live job on this repo is using it
-            touched.add(slug)
-        shutil.rmtree(entry, ignore_errors=True)
-        log.warning("removed stale staging folder %s", entry)
-    return touched
-
-
 def recover(queue: Queue, layout: Layout, git: Git) -> None:
     abandoned = fail_abandoned_jobs(queue)
     if abandoned:
         release_locks_of(queue.connection, abandoned)
-    for slug in remove_stale_staging(layout, queue.connection):
-        repo_path = layout.repos_dir / slug
-        if (repo_path / "HEAD").is_file():  # forget worktrees whose half-made folder was just removed
-            git.run(["worktree", "prune"], cwd=repo_path)
+    for entry in stale_staging(layout, queue.connection):
+        shutil.rmtree(entry, ignore_errors=True)
+        log.warning("removed stale staging folder %s", entry)
+        repo_path = layout.repos_dir / (staged_repo_slug(entry.name) or "")
+        if entry.name.startswith(WORKTREE_PREFIX) and (repo_path / "HEAD").is_file():
+            git.run(["worktree", "prune"], cwd=repo_path)  # forget the half-made worktree

@@ -13,9 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from redis import Redis
+
 from sidecar.gitcmd import Git, GitError, ProgressCallback
 from sidecar.inventory import default_branch, find_worktree, work_state
 from sidecar.layout import Layout
+from sidecar.locks import LOCK_PREFIX
 from sidecar.names import RepoName
 
 REMOTE_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
@@ -42,10 +45,17 @@ def _staging_dir(layout: Layout, prefix: str, repo: RepoName) -> Path:
 
 
 def staged_repo_slug(folder_name: str) -> str | None:
-    for prefix in (CLONE_PREFIX, WORKTREE_PREFIX):
+    """The repo a staging folder in tmp/ belongs to (its lock guards the folder), None if not ours."""
+    for prefix in (CLONE_PREFIX, WORKTREE_PREFIX, TRASH_PREFIX):
         if folder_name.startswith(prefix):
             return folder_name[len(prefix) :].rpartition("-")[0]
     return None
+
+
+def stale_staging(layout: Layout, redis: Redis) -> list[Path]:
+    """Folders in tmp/ that no running job is using: those of repos whose lock is free, and strays."""
+    entries = sorted(layout.tmp_dir.iterdir()) if layout.tmp_dir.exists() else []
+    return [e for e in entries if not redis.exists(f"{LOCK_PREFIX}{staged_repo_slug(e.name)}")]
 
 
 def remote_url(git: Git, repo: RepoName) -> str:
@@ -137,7 +147,7 @@ def add_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str, bran
         git.run(["worktree", "move", str(staging), str(path)], cwd=repo_path)
     finally:
         if staging.exists():  # cut short: leave no half-made worktree registered
-            _remove_worktree_folder(layout, git, repo_path, staging)
+            discard_worktree_folder(layout, git, repo, staging)
         shutil.rmtree(staging.parent, ignore_errors=True)
     head = git.run(["rev-parse", "HEAD"], cwd=path).stdout.strip()
     return Worktree(path, name, head, created=True)
@@ -155,20 +165,21 @@ def remove_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str, f
         state = work_state(git, info.path)
         if state.holds_work:
             raise Refused(f"worktree of session {session_id} holds {state.describe()}; use force=true to discard")
-    _remove_worktree_folder(layout, git, repo_path, info.path)
+    discard_worktree_folder(layout, git, repo, info.path)
     return {"path": str(info.path), "branch": info.branch, "removed": "worktree removed, branch kept"}
 
 
-def _remove_worktree_folder(layout: Layout, git: Git, repo_path: Path, path: Path) -> None:
-    """Move the folder out of the way atomically, then let git forget it and delete it at leisure."""
-    trash = Path(tempfile.mkdtemp(prefix=TRASH_PREFIX, dir=layout.tmp_dir))
+def discard_worktree_folder(layout: Layout, git: Git, repo: RepoName, path: Path) -> None:
+    """Move the folder out of the way atomically, let git forget it (if the repo is cached), delete it."""
+    trash = _staging_dir(layout, TRASH_PREFIX, repo)
     os.rename(path, trash / path.name)
-    git.run(["worktree", "prune"], cwd=repo_path)
+    if layout.is_cached(repo):
+        git.run(["worktree", "prune"], cwd=layout.repo_path(repo))
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def remove_repo(layout: Layout, git: Git, repo: RepoName, worktree_paths: list[Path]) -> None:
-    trash = Path(tempfile.mkdtemp(prefix=TRASH_PREFIX, dir=layout.tmp_dir))
+def remove_repo(layout: Layout, repo: RepoName, worktree_paths: list[Path]) -> None:
+    trash = _staging_dir(layout, TRASH_PREFIX, repo)
     os.rename(layout.repo_path(repo), trash / repo.slug)
     for i, path in enumerate(worktree_paths):
         if path.exists():

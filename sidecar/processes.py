@@ -1,0 +1,168 @@
+"""Orphaned processes: finding them and killing them, and never anything else.
+
+An orphan is a process whose parent is PID 1 (it was re-parented when its own parent died, typically an
+agent's command that outlived its shell or opencode), owned by our user, started after the stack did, and
+not part of the stack. The stack is the process manager (MECODES_STACK_PID; by default the sidecar's
+top-most ancestor below PID 1) and everything below it: Redis, gunicorn and its workers, the RQ worker and its
+children, Caddy, opencode. PID 1, the sidecar and its ancestors are never killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from sidecar.layout import Layout
+
+MAX_PID = 4_194_304  # the kernel's upper bound for pid_max
+
+
+class Refused(Exception):
+    """The pid may not be killed through the API; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Orphan:
+    pid: int
+    ppid: int
+    user: str | None
+    cmdline: str
+    cwd: str | None
+    worktree: str | None
+    age_seconds: float
+    cpu_seconds: float
+    rss_bytes: int
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.pid} ({proc.name()})"
+    except psutil.Error:
+        return str(proc.pid)
+
+
+class ProcessGuard:
+    """Decides, for any pid, whether it is an orphan we may kill, and why not otherwise."""
+
+    def __init__(self, layout: Layout, stack_pid: int | None):
+        self.layout = layout
+        me = psutil.Process()
+        self.own_chain = {me.pid, *(p.pid for p in me.parents())}
+        below_init = [p for p in [me, *me.parents()] if p.pid != 1]
+        self.stack = psutil.Process(stack_pid) if stack_pid else below_init[-1]
+        self.stack_started = self.stack.create_time()
+        self.uid = os.getuid()
+
+    def _protected(self, proc: psutil.Process) -> str | None:
+        """Why `proc` must never be killed (init, the sidecar's own line, the stack), or None."""
+        if proc.pid == 1:
+            return "PID 1 (the container's init) is never killed"
+        if proc.pid in self.own_chain:
+            return f"{_describe(proc)} is the sidecar or one of its parents"
+        if proc.pid == self.stack.pid or self.stack.pid in {p.pid for p in proc.parents()}:
+            return f"{_describe(proc)} is part of the stack (a service or one of its children)"
+        return None
+
+    def refusal(self, proc: psutil.Process) -> Refused | None:
+        """None when `proc` is an orphan we may kill; else why not."""
+        with proc.oneshot():
+            if reason := self._protected(proc):
+                return Refused(403, reason)
+            if proc.ppid() != 1:
+                parent = psutil.Process(proc.ppid())
+                return Refused(409, f"{_describe(proc)} is not an orphan: its parent is {_describe(parent)}")
+            if proc.uids().real != self.uid:
+                return Refused(403, f"{_describe(proc)} belongs to another user")
+            if proc.create_time() < self.stack_started:
+                return Refused(403, f"{_describe(proc)} started before the stack, so it is not one of its orphans")
+        return None
+
+    def orphans(self) -> list[Orphan]:
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.ppid() == 1 and self.refusal(proc) is None:
+                    found.append(self._orphan(proc))
+            except psutil.Error:
+                continue  # gone or unreadable meanwhile
+        return sorted(found, key=lambda o: o.pid)
+
+    def _orphan(self, proc: psutil.Process) -> Orphan:
+        with proc.oneshot():
+            try:
+                cwd: str | None = proc.cwd()
+            except psutil.AccessDenied:
+                cwd = None
+            cpu = proc.cpu_times()
+            return Orphan(
+                pid=proc.pid,
+                ppid=proc.ppid(),
+                user=proc.username(),
+                cmdline=" ".join(proc.cmdline()) or proc.name(),
+                cwd=cwd,
+                worktree=self._worktree_of(cwd),
+                age_seconds=round(time.time() - proc.create_time(), 1),
+                cpu_seconds=round(cpu.user + cpu.system, 2),
+                rss_bytes=proc.memory_info().rss,
+            )
+
+    def _worktree_of(self, cwd: str | None) -> str | None:
+        if not cwd:
+            return None
+        path, root = Path(cwd), self.layout.worktrees_dir
+        return path.relative_to(root).parts[0] if path.is_relative_to(root) and path != root else None
+
+    def kill(self, pid: int, grace: float) -> dict[str, object]:
+        """SIGTERM the orphan, its descendants and its process group; SIGKILL what is left after `grace`."""
+        try:
+            proc = psutil.Process(pid)
+            refused = self.refusal(proc)
+        except psutil.NoSuchProcess:
+            raise Refused(404, f"no process {pid}") from None
+        if refused:
+            raise refused
+        targets = {proc, *proc.children(recursive=True), *self._group_of(proc)}
+        for target in targets:
+            try:
+                target.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                continue
+        gone, alive = psutil.wait_procs(targets, timeout=grace)
+        for target in alive:
+            try:
+                target.kill()
+            except psutil.NoSuchProcess:
+                continue
+        killed, survivors = psutil.wait_procs(alive, timeout=2)
+        return {
+            "pid": pid,
+            "terminated": sorted(p.pid for p in gone),
+            "killed": sorted(p.pid for p in killed),
+            "survivors": sorted(p.pid for p in survivors),
+        }
+
+    def _group_of(self, proc: psutil.Process) -> list[psutil.Process]:
+        """The rest of its process group, unless that group also holds something we must not kill."""
+        try:
+            pgid = os.getpgid(proc.pid)
+        except ProcessLookupError:
+            return []
+        members = []
+        for other in psutil.process_iter():
+            try:
+                if other.pid != proc.pid and os.getpgid(other.pid) == pgid:
+                    if self._protected(other):
+                        return []
+                    members.append(other)
+            except (ProcessLookupError, psutil.Error):
+                continue
+        return members

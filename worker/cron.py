@@ -1,0 +1,66 @@
+"""The periodic GC: RQ's CronScheduler in a child of the worker process, one per queue (a Redis lease)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+from redis import Redis
+from rq.cron import CronScheduler
+
+from sidecar.config import Settings
+from sidecar.gc_status import cron_name, leader_key
+from sidecar.jobqueue import connect
+from sidecar.lifetime import die_with_parent
+from worker.jobs import collect_garbage
+
+LEASE_SECONDS = 180  # the scheduler heartbeats at least every 60 s
+log = logging.getLogger(__name__)
+
+
+class LeasedCronScheduler(CronScheduler):
+    """Renews its lease on every heartbeat, so a second scheduler for the queue waits instead of running."""
+
+    def __init__(self, connection: Redis, lease_key: str):
+        super().__init__(connection)
+        self.lease_key = lease_key
+
+    def heartbeat(self) -> None:
+        super().heartbeat()
+        self.connection.set(self.lease_key, self.name, ex=LEASE_SECONDS)
+
+    def acquire_lease(self) -> None:
+        while not self.connection.set(self.lease_key, self.name, nx=True, ex=LEASE_SECONDS):
+            time.sleep(LEASE_SECONDS / 6)  # another scheduler is alive: check again later
+
+
+def run_scheduler(settings: Settings) -> None:
+    scheduler = LeasedCronScheduler(connect(settings, socket_timeout=None), leader_key(settings))
+    scheduler.register(
+        collect_garbage,
+        queue_name=settings.queue_name,
+        kwargs={"dry_run": False},
+        interval=settings.gc_interval,
+        job_timeout=settings.clone_timeout + 60,
+        result_ttl=settings.job_result_ttl,
+        failure_ttl=settings.job_failure_ttl,
+        meta={"kind": "gc"},
+        name=cron_name(settings),
+    )
+    scheduler.acquire_lease()
+    log.info("GC every %d s on queue %s", settings.gc_interval, settings.queue_name)
+    scheduler.start()
+
+
+def spawn_scheduler(settings: Settings) -> int:
+    """Fork the scheduler; it gets SIGTERM when the worker process dies, and exits cleanly then."""
+    pid = os.fork()
+    if pid == 0:
+        die_with_parent(signal.SIGTERM)
+        try:
+            run_scheduler(settings)
+        finally:
+            os._exit(0)
+    return pid
