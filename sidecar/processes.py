@@ -50,6 +50,24 @@ def _describe(proc: psutil.Process) -> str:
         return str(proc.pid)
 
 
+def _dead(proc: psutil.Process) -> bool:
+    """Exited, or a zombie waiting for PID 1 to reap it (which can take a while)."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_until_dead(procs: set[psutil.Process], timeout: float) -> tuple[set[psutil.Process], set[psutil.Process]]:
+    deadline = time.monotonic() + timeout
+    alive = set(procs)
+    while alive and time.monotonic() < deadline:
+        alive = {p for p in alive if not _dead(p)}
+        if alive:
+            time.sleep(0.05)
+    return procs - alive, alive
+
+
 class ProcessGuard:
     """Decides, for any pid, whether it is an orphan we may kill, and why not otherwise."""
 
@@ -136,13 +154,13 @@ class ProcessGuard:
                 target.send_signal(signal.SIGTERM)
             except psutil.NoSuchProcess:
                 continue
-        gone, alive = psutil.wait_procs(targets, timeout=grace)
+        gone, alive = _wait_until_dead(targets, grace)
         for target in alive:
             try:
                 target.kill()
             except psutil.NoSuchProcess:
                 continue
-        killed, survivors = psutil.wait_procs(alive, timeout=2)
+        killed, survivors = _wait_until_dead(alive, 2)
         return {
             "pid": pid,
             "terminated": sorted(p.pid for p in gone),
