@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from sidecar.layout import Layout
 from sidecar.names import parse_repo
 from tests.conftest import Origin, Stack, StackFactory, git, wait_until
 from tests.support.githttp import GitHttpServer
+from worker.__main__ import STOPPED
 from worker.recovery import ABANDONED
 
 
@@ -89,3 +92,20 @@ def test_killed_mid_worktree(stack: Stack, server: GitHttpServer, origin: Origin
     retried = stack.api.worktree(name, "victim")
     assert retried["status"] == "finished" and retried["result"]["created"] is True, retried
     assert (layout.worktree_path(repo, "victim") / "file0.txt").exists()
+
+
+def test_second_sigterm_fails_the_running_job_at_once(stack: Stack, origin: Origin) -> None:
+    """What the process manager does when the machine stops and a clone outlasts the grace period."""
+    name = f"stop{uuid.uuid4().hex[:6]}/big"
+    origin.create(name, big_bytes=4_000_000)
+    job = stack.client.post("/admin/repos/clone", json={"repo": name}).get_json()
+    wait_until(lambda: (stack.status(job).get("progress") or {}).get("phase") == "Receiving objects", 30, "receiving")
+    stack.worker.proc.send_signal(signal.SIGTERM)  # warm: would wait for the job
+    assert stack.status(job)["status"] == "started"
+    sent = time.monotonic()
+    wait_until(lambda: time.monotonic() - sent >= 1.1, 5, "RQ's 1 s debounce of repeated signals")
+    stack.worker.proc.send_signal(signal.SIGTERM)  # cold: stop the job now
+    stack.worker.proc.wait(20)
+    failed = stack.status(job)
+    assert failed["status"] == "failed" and failed["error"] == STOPPED
+    assert not Layout(stack.settings.data_dir).is_cached(parse_repo(name))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from rq import Queue, Worker
+from rq.job import JobStatus
 
 from sidecar.config import load_settings
 from sidecar.gitcmd import Git
@@ -14,13 +15,28 @@ from sidecar.lifetime import die_with_parent
 from worker.cron import spawn_scheduler
 from worker.recovery import recover
 
+STOPPED = "the stack shut down while this job ran, so it was stopped; send the request again"
+
 
 class MecodesWorker(Worker):
-    """A forking worker whose work horse dies with it, so a killed worker leaves no job running unseen."""
+    """A forking worker whose work horse dies with it, so a killed worker leaves no job running unseen, and
+    whose cold shutdown (a second SIGTERM) ends the job in progress `failed` at once."""
 
     def main_work_horse(self, job, queue):
         die_with_parent()
         return super().main_work_horse(job, queue)
+
+    def request_force_stop(self, signum, frame):
+        job = self.get_current_job()
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            if job is not None and job.get_status() == JobStatus.STARTED:
+                job.meta["error"] = STOPPED
+                job.save_meta()
+                queue = Queue(job.origin, connection=self.connection)
+                self.handle_job_failure(job, queue, exc_string=STOPPED, execution=self.execution)
+            raise
 
 
 def main() -> None:
