@@ -70,7 +70,7 @@ def load_settings() -> Settings:
         git_base_url=base_url,
         github_token=os.environ.get("GITHUB_TOKEN", ""),
         github_user=os.environ.get("GITHUB_USER", ""),
-        opencode_url=os.environ.get("OPENCODE_URL", "http://127.0.0.1:4096"),
+        opencode_url=os.environ.get("OPENCODE_URL", "http://127.0.0.1:4096").rstrip("/"),
         queue_name=os.environ.get("MECODES_QUEUE", "mecodes"),
         clone_timeout=_int("MECODES_CLONE_TIMEOUT", 1800),
         git_query_timeout=_int("MECODES_GIT_QUERY_TIMEOUT", 20),

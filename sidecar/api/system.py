@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.request
 from typing import Any
 
 from flask.views import MethodView
@@ -22,7 +24,7 @@ class Health(MethodView):
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, schema=HealthSchema, description="something is down; `problems` says what")
     def get(self) -> tuple[dict[str, Any], int]:
-        """200 when Redis answers and a worker is alive; else 503 naming what is down."""
+        """200 when Redis answers, a worker is alive and opencode is healthy; else 503 naming what is down."""
         queue = services().jobs.queue
         problems: list[str] = []
         workers: list[str] = []
@@ -34,8 +36,20 @@ class Health(MethodView):
             problems.append(f"redis: {exc}")
         if redis_ok and not workers:
             problems.append(f"worker: no live worker on queue {queue.name}")
+        opencode_url = services().settings.opencode_url
+        if opencode_url and (trouble := _opencode_trouble(opencode_url)):
+            problems.append(f"opencode: {trouble}")
         body = {"status": "unavailable" if problems else "ok", "redis": redis_ok, "workers": workers}
         return {**body, "problems": problems}, 503 if problems else 200
+
+
+def _opencode_trouble(base_url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(f"{base_url}/global/health", timeout=2) as response:  # noqa: S310
+            healthy = json.load(response).get("healthy") is True
+    except (OSError, ValueError) as exc:
+        return f"not answering at {base_url} ({exc})"
+    return None if healthy else "reports unhealthy"
 
 
 @blp.route("/disk")
