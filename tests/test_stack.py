@@ -1,0 +1,172 @@
+"""The production stack, started from the Procfile by bin/start, used only through Caddy."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import ROOT, SECRET_TOKEN, TERMINAL, Origin, free_port, wait_until
+
+USER, PASSWORD = "phone", "correct horse battery staple"
+
+
+@dataclass
+class RunningStack:
+    proc: subprocess.Popen[bytes]
+    base: str
+    env: dict[str, str]
+    log: Path
+
+    def request(self, method: str, path: str, body: Any = None, auth: tuple[str, str] | None = (USER, PASSWORD)):
+        """(status, parsed JSON or text) through Caddy."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.base}{path}", data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, raw = error.code, error.read()
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def wait_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        return wait_until(
+            lambda: (b := self.request("GET", job["url"])[1])["status"] in TERMINAL and b, 60, f"job {job['id']}"
+        )
+
+    def services(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children()
+
+
+def start_stack(tmp: Path, origin: Origin) -> RunningStack:
+    ports = {name: str(free_port()) for name in ("HTTP", "REDIS", "OPENCODE", "SIDECAR")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MECODES_", "REDIS_URL", "OPENCODE_URL"))},
+        "CADDY_AUTH_USER": USER,
+        "CADDY_AUTH_PASSWORD": PASSWORD,
+        "MECODES_HTTP_BIND": "127.0.0.1",
+        **{f"MECODES_{name}_PORT": port for name, port in ports.items()},
+        "MECODES_DATA_DIR": str(tmp / "projects"),
+        "MECODES_OPENCODE_HOME": str(tmp / "opencode"),
+        "MECODES_RUN_DIR": str(tmp / "run"),
+        "MECODES_GIT_BASE_URL": origin.base_url,
+        "MECODES_STOP_GRACE": "5",
+        "GITHUB_TOKEN": SECRET_TOKEN,
+        "HOME": str(tmp / "home"),
+    }
+    log = tmp / "stack.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([ROOT / "bin/start"], cwd=ROOT, env=env, stdout=out, stderr=out)
+    stack = RunningStack(proc, f"http://127.0.0.1:{ports['HTTP']}", env, log)
+
+    def healthy() -> bool:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            return stack.request("GET", "/admin/health", auth=None)[0] == 200
+        except OSError:
+            return False
+
+    wait_until(healthy, 120, "the stack's /admin/health through Caddy")
+    return stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, origin: Origin) -> Iterator[RunningStack]:
+    running = start_stack(tmp_path_factory.mktemp("stack"), origin)
+    yield running
+    if running.proc.poll() is None:
+        running.proc.send_signal(signal.SIGTERM)
+        running.proc.wait(60)
+
+
+def assert_all_gone(processes: list[psutil.Process]) -> None:
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_without_credentials_only_health_answers(stack: RunningStack) -> None:
+    status, body = stack.request("GET", "/admin/health", auth=None)
+    assert status == 200 and body["status"] == "ok" and body["problems"] == []
+    for path in ("/admin/repos", "/admin/jobs", "/admin/docs", "/admin", "/", "/global/health", "/session", "/event"):
+        assert stack.request("GET", path, auth=None)[0] == 401, path
+    assert stack.request("GET", "/admin/repos", auth=(USER, "wrong"))[0] == 401
+    assert stack.request("POST", "/admin/repos/clone", {"repo": "a/b"}, auth=None)[0] == 401
+
+
+def test_clone_worktree_and_an_opencode_session_through_caddy(stack: RunningStack, origin: Origin) -> None:
+    origin.create("e2e/app")
+    status, job = stack.request("POST", "/admin/repos/clone", {"repo": "e2e/app"})
+    assert status == 202
+    assert stack.wait_job(job)["status"] == "finished"
+    status, job = stack.request("POST", "/admin/worktrees", {"repo": "e2e/app", "session_id": "phone1"})
+    worktree = stack.wait_job(job)
+    assert worktree["status"] == "finished", worktree
+    path = worktree["result"]["path"]
+
+    status, health = stack.request("GET", "/global/health")
+    assert status == 200 and health["healthy"] is True
+    status, session = stack.request("POST", f"/session?directory={path}", {"title": "from the phone"})
+    assert status == 200 and session["directory"] == path
+    status, sessions = stack.request("GET", f"/session?directory={path}")
+    assert session["id"] in [s["id"] for s in sessions]
+
+    status, page = stack.request("GET", "/")
+    assert status == 200 and "<title>mecodes</title>" in page
+
+
+def test_stack_listens_on_loopback_only(stack: RunningStack) -> None:
+    listening = {
+        c.laddr.port: c.laddr.ip
+        for p in [psutil.Process(stack.proc.pid), *psutil.Process(stack.proc.pid).children(recursive=True)]
+        for c in p.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    }
+    ports = {int(stack.env[f"MECODES_{n}_PORT"]) for n in ("HTTP", "REDIS", "OPENCODE", "SIDECAR")}
+    assert ports <= set(listening)
+    assert set(listening.values()) == {"127.0.0.1"}
+
+
+def test_secrets_stay_out_of_files_and_processes(stack: RunningStack) -> None:
+    tmp = Path(stack.env["MECODES_DATA_DIR"]).parent
+    for file in tmp.rglob("*"):
+        if file.is_file() and not file.is_symlink() and file.stat().st_size < 50_000_000:
+            content = file.read_bytes()
+            assert PASSWORD.encode() not in content, file
+            assert SECRET_TOKEN.encode() not in content, file
+    for proc in psutil.Process(stack.proc.pid).children(recursive=True):
+        assert "CADDY_AUTH_PASSWORD" not in proc.environ(), proc.cmdline()
+        assert PASSWORD not in " ".join(proc.cmdline())
+
+
+def test_a_dying_service_takes_the_stack_down(stack: RunningStack) -> None:
+    everything = psutil.Process(stack.proc.pid).children(recursive=True)
+    redis = next(p for p in stack.services() if p.name() == "redis-server")
+    redis.kill()
+    assert stack.proc.wait(60) != 0
+    assert "redis exited" in stack.log.read_text()
+    assert_all_gone(everything)
+
+
+def test_sigterm_stops_everything_cleanly(tmp_path: Path, origin: Origin) -> None:
+    running = start_stack(tmp_path, origin)
+    everything = psutil.Process(running.proc.pid).children(recursive=True)
+    running.proc.send_signal(signal.SIGTERM)
+    assert running.proc.wait(60) == 0
+    assert_all_gone(everything)
