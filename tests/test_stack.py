@@ -9,7 +9,7 @@ import signal
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,13 +131,20 @@ def test_clone_worktree_and_an_opencode_session_through_caddy(stack: RunningStac
     assert status == 200 and "<title>mecodes</title>" in page
 
 
+def each_process(stack: RunningStack, read: Callable[[psutil.Process], Any]) -> list[Any]:
+    """`read` of every process of the stack that is still there (short-lived children come and go)."""
+    results = []
+    for proc in [psutil.Process(stack.proc.pid), *psutil.Process(stack.proc.pid).children(recursive=True)]:
+        try:
+            results.append(read(proc))
+        except psutil.Error:
+            continue
+    return results
+
+
 def test_stack_listens_on_loopback_only(stack: RunningStack) -> None:
-    listening = {
-        c.laddr.port: c.laddr.ip
-        for p in [psutil.Process(stack.proc.pid), *psutil.Process(stack.proc.pid).children(recursive=True)]
-        for c in p.net_connections(kind="inet")
-        if c.status == psutil.CONN_LISTEN
-    }
+    connections = each_process(stack, lambda p: p.net_connections(kind="inet"))
+    listening = {c.laddr.port: c.laddr.ip for cs in connections for c in cs if c.status == psutil.CONN_LISTEN}
     ports = {int(stack.env[f"MECODES_{n}_PORT"]) for n in ("HTTP", "REDIS", "OPENCODE", "SIDECAR")}
     assert ports <= set(listening)
     assert set(listening.values()) == {"127.0.0.1"}
@@ -150,9 +157,9 @@ def test_secrets_stay_out_of_files_and_processes(stack: RunningStack) -> None:
             content = file.read_bytes()
             assert PASSWORD.encode() not in content, file
             assert SECRET_TOKEN.encode() not in content, file
-    for proc in psutil.Process(stack.proc.pid).children(recursive=True):
-        assert "CADDY_AUTH_PASSWORD" not in proc.environ(), proc.cmdline()
-        assert PASSWORD not in " ".join(proc.cmdline())
+    for environ, cmdline in each_process(stack, lambda p: (p.environ(), p.cmdline())):
+        assert "CADDY_AUTH_PASSWORD" not in environ, cmdline
+        assert PASSWORD not in " ".join(cmdline)
 
 
 def test_a_dying_service_takes_the_stack_down(stack: RunningStack) -> None:
