@@ -7,6 +7,7 @@ queries), so both the API and the worker may call them.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 from sidecar.gitcmd import Git, GitError
 from sidecar.layout import Layout, session_from_folder
 from sidecar.names import InvalidName, RepoName
+
+STATE_CHECKS_IN_PARALLEL = 4
 
 
 @dataclass(frozen=True)
@@ -154,21 +157,30 @@ def work_state(git: Git, worktree: Path) -> WorkState:
     return WorkState(dirty=bool(status.strip()), unpushed_commits=int(unpushed.strip() or 0))
 
 
+def _state_or_none(git: Git, worktree: Path) -> WorkState | None:
+    try:
+        return work_state(git, worktree)
+    except GitError:
+        return None
+
+
 def repo_worktrees(layout: Layout, git: Git, repo: RepoName, with_state: bool = True) -> list[WorktreeInfo]:
-    """The worktrees git knows for `repo` that live in our worktrees folder."""
-    result = []
+    """The worktrees git knows for `repo` that live in our worktrees folder (their work state checked in
+    parallel: each check is two short git processes)."""
+    records = []
     for record in _worktree_records(git, layout.repo_path(repo)):
         path = Path(record["worktree"])
         session_id = session_from_folder(repo, path.name) if path.parent == layout.worktrees_dir else None
-        if session_id is None:
-            continue
-        exists = (path / ".git").exists()
-        state = None
-        if exists and with_state:
-            try:
-                state = work_state(git, path)
-            except GitError:
-                state = None
+        if session_id is not None:
+            records.append((record, path, session_id, (path / ".git").exists()))
+    checked = [path for _, path, _, exists in records if exists and with_state]
+    states: dict[Path, WorkState | None] = {}
+    if checked:
+        with ThreadPoolExecutor(STATE_CHECKS_IN_PARALLEL) as pool:
+            states = dict(zip(checked, pool.map(lambda p: _state_or_none(git, p), checked), strict=True))
+    result = []
+    for record, path, session_id, exists in records:
+        state = states.get(path)
         branch = record.get("branch", "").removeprefix("refs/heads/") or None
         result.append(
             WorktreeInfo(

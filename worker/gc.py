@@ -105,13 +105,22 @@ class Collector:
         self.now = time.time()
         self.report = Report(policy)
         self.busy = _processes_by_cwd(layout.worktrees_dir)
+        self.trash: list[Path] = []  # removed folders, deleted once the repo's lock is released
+        self.prune = False  # git must forget worktrees of the repo at hand
 
     def run(self) -> Report:
         self._staging()
         for repo in self._repos():
             with self.lock(repo):
                 self._repo(repo)
+            for folder in self.trash:
+                shutil.rmtree(folder, ignore_errors=True)
+            self.trash.clear()
         return self.report
+
+    def _discard(self, repo: RepoName, path: Path) -> None:
+        self.trash.append(repo_ops.move_to_trash(self.layout, repo, path))
+        self.prune = True
 
     def _decide(
         self, kind: str, name: str, path: Path, remove: bool, reason: str, size: int = 0, verb: str = "removed"
@@ -149,14 +158,17 @@ class Collector:
             if folder not in known_paths and folder.name.rpartition(SLUG_SEPARATOR)[0] == repo.slug:
                 kept += not self._unknown_folder(repo, folder)
         if cached:
+            if self.prune:
+                self.git.run(["worktree", "prune"], cwd=self.layout.repo_path(repo))
             self._repo_itself(repo, kept)
+        self.prune = False
 
     def _worktree(self, repo: RepoName, info: WorktreeInfo) -> bool:
         """Decide on one worktree git knows; True when it is (or would be) gone."""
         name = f"{repo}:{info.session_id}"
         if not info.exists:
             if self._decide("worktree", name, info.path, True, "folder deleted by hand", verb="pruned"):
-                self.git.run(["worktree", "prune"], cwd=self.layout.repo_path(repo))
+                self.prune = True
             return True
         if info.locked:
             return self._decide("worktree", name, info.path, False, "locked (git worktree lock)")
@@ -173,7 +185,7 @@ class Collector:
             return self._decide("worktree", name, info.path, False, f"recently used ({_ago(idle)} ago)")
         size = disk_usage(info.path)
         if self._decide("worktree", name, info.path, True, f"idle {_ago(idle)}, no unsaved work", size):
-            repo_ops.discard_worktree_folder(self.layout, self.git, repo, info.path)
+            self._discard(repo, info.path)
         return True
 
     def _unknown_folder(self, repo: RepoName, folder: Path) -> bool:
@@ -182,7 +194,7 @@ class Collector:
             return self._decide("folder", folder.name, folder, False, f"unknown to git, changed {_ago(idle)} ago")
         size = disk_usage(folder)
         if self._decide("folder", folder.name, folder, True, "unknown to git (no repo lists it)", size):
-            repo_ops.discard_worktree_folder(self.layout, self.git, repo, folder)
+            self._discard(repo, folder)
         return True
 
     def _repo_itself(self, repo: RepoName, worktrees_left: int) -> None:
@@ -203,7 +215,7 @@ class Collector:
                 repo_ops.remove_repo(self.layout, repo, [])
                 return
         if not self.policy.dry_run:
-            self.git.run(["gc", "--auto", "--quiet"], cwd=path, timeout=self.git.settings.clone_timeout)
+            self.git.run(["gc", "--auto", "--quiet"], cwd=path, long=True)
 
     def _unpushed_branches(self, repo_path: Path) -> list[str]:
         branches = self.git.run(["for-each-ref", "--format=%(refname)", "refs/heads/"], cwd=repo_path).stdout.split()

@@ -143,7 +143,7 @@ def add_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str, bran
     staging = _staging_dir(layout, WORKTREE_PREFIX, repo) / path.name
     try:
         options, start = how[:-1], how[-1]
-        git.run(["worktree", "add", *options, str(staging), start], cwd=repo_path, timeout=git.settings.clone_timeout)
+        git.run(["worktree", "add", *options, str(staging), start], cwd=repo_path, long=True)
         git.run(["worktree", "move", str(staging), str(path)], cwd=repo_path)
     finally:
         if staging.exists():  # cut short: leave no half-made worktree registered
@@ -169,10 +169,16 @@ def remove_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str, f
     return {"path": str(info.path), "branch": info.branch, "removed": "worktree removed, branch kept"}
 
 
-def discard_worktree_folder(layout: Layout, git: Git, repo: RepoName, path: Path) -> None:
-    """Move the folder out of the way atomically, let git forget it (if the repo is cached), delete it."""
+def move_to_trash(layout: Layout, repo: RepoName, path: Path) -> Path:
+    """Move a folder out of the way atomically (into tmp/); returns the trash folder to delete later."""
     trash = _staging_dir(layout, TRASH_PREFIX, repo)
     os.rename(path, trash / path.name)
+    return trash
+
+
+def discard_worktree_folder(layout: Layout, git: Git, repo: RepoName, path: Path) -> None:
+    """Move the folder out of the way, let git forget it (if the repo is cached), delete it."""
+    trash = move_to_trash(layout, repo, path)
     if layout.is_cached(repo):
         git.run(["worktree", "prune"], cwd=layout.repo_path(repo))
     shutil.rmtree(trash, ignore_errors=True)
