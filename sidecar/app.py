@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from sidecar.config import Settings, load_settings
+from sidecar.opencode import OpencodeError, OpencodeUnavailable
 from sidecar.services import Services
 
 SWAGGER_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -34,9 +35,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.extensions["mecodes"] = Services.create(settings)
     api = Api(app)
 
-    from sidecar.api import gc, jobs, processes, repos, system, worktrees
+    from sidecar.api import chats, gc, jobs, processes, repos, system, worktrees
 
-    for blueprint in (repos.blp, worktrees.blp, jobs.blp, gc.blp, processes.blp, system.blp):
+    for blueprint in (chats.blp, repos.blp, worktrees.blp, jobs.blp, gc.blp, processes.blp, system.blp):
         api.register_blueprint(blueprint)
 
     @app.get("/admin/docs/assets/<path:filename>")
@@ -48,6 +49,14 @@ def build_app(settings: Settings | None = None) -> Flask:
         app.logger.warning("redis unavailable: %s", exc)
         body = {"code": 503, "status": "Service Unavailable", "message": "redis is unavailable; retry shortly"}
         return jsonify(body), 503
+
+    @app.errorhandler(OpencodeUnavailable)
+    def opencode_down(exc: OpencodeUnavailable):
+        return jsonify({"code": 503, "status": "Service Unavailable", "message": str(exc)}), 503
+
+    @app.errorhandler(OpencodeError)
+    def opencode_refused(exc: OpencodeError):
+        return jsonify({"code": 502, "status": "Bad Gateway", "message": str(exc)}), 502
 
     @app.errorhandler(RecursionError)
     def too_deep(exc: RecursionError):

@@ -17,6 +17,7 @@ from sidecar.layout import Layout, session_from_folder
 from sidecar.names import InvalidName, RepoName
 
 STATE_CHECKS_IN_PARALLEL = 4
+SESSION_LINK = "mecodes-opencode-session"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class WorktreeInfo:
     locked: bool
     created_at: datetime | None
     state: WorkState | None  # None when the folder is gone or git cannot read it
+    opencode_session: str | None  # the opencode session this worktree belongs to (link kept on disk)
 
 
 def _mtime(path: Path) -> datetime | None:
@@ -193,16 +195,40 @@ def repo_worktrees(layout: Layout, git: Git, repo: RepoName, with_state: bool = 
                 locked="locked" in record,
                 created_at=_mtime(path / ".git"),
                 state=state,
+                opencode_session=linked_session(layout, repo, path),
             )
         )
     return result
 
 
+def all_worktrees(layout: Layout, git: Git, with_state: bool = True) -> list[WorktreeInfo]:
+    return [w for repo in cached_repos(layout) for w in repo_worktrees(layout, git, repo, with_state)]
+
+
+def session_link(layout: Layout, repo: RepoName, worktree: Path) -> Path:
+    """Where the worktree's opencode session id is kept: in the worktree's own admin folder in the bare repo,
+    so it lives and goes with the worktree, and the agent working in it never sees it."""
+    return layout.repo_path(repo) / "worktrees" / worktree.name / SESSION_LINK
+
+
+def linked_session(layout: Layout, repo: RepoName, worktree: Path) -> str | None:
+    try:
+        return session_link(layout, repo, worktree).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def find_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str) -> WorktreeInfo | None:
+    """The worktree of `repo` for `session_id`: its own label, or the opencode session linked to it."""
     if not layout.is_cached(repo):
         return None
     wanted = layout.worktree_path(repo, session_id)
-    return next((w for w in repo_worktrees(layout, git, repo, with_state=False) if w.path == wanted), None)
+    worktrees = repo_worktrees(layout, git, repo, with_state=False)
+    return next((w for w in worktrees if w.path == wanted or w.opencode_session == session_id), None)
+
+
+def find_by_opencode_session(layout: Layout, git: Git, session_id: str) -> WorktreeInfo | None:
+    return next((w for w in all_worktrees(layout, git, with_state=False) if w.opencode_session == session_id), None)
 
 
 def repo_info(layout: Layout, git: Git, repo: RepoName) -> RepoInfo:

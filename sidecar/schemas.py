@@ -109,6 +109,9 @@ class WorktreeSchema(StrictSchema):
     dirty = fields.Boolean(allow_none=True, metadata={"description": "uncommitted changes, untracked files included"})
     unpushed_commits = fields.Integer(allow_none=True, metadata={"description": "commits not on any remote branch"})
     created_at = fields.DateTime(allow_none=True)
+    opencode_session_id = fields.String(allow_none=True, metadata={"description": "the session it belongs to"})
+    title = fields.String(allow_none=True, metadata={"description": "the session's title"})
+    status = fields.String(allow_none=True, metadata={"description": "the session's status: idle, busy, retry"})
 
 
 class WorktreeListSchema(StrictSchema):
@@ -173,3 +176,39 @@ class KillResultSchema(StrictSchema):
     terminated = fields.List(fields.Integer(), metadata={"description": "ended after SIGTERM"})
     killed = fields.List(fields.Integer(), metadata={"description": "needed SIGKILL after the grace period"})
     survivors = fields.List(fields.Integer(), metadata={"description": "still alive (should be empty)"})
+
+
+class NewChatRequest(StrictSchema):
+    repo = RepoField(required=True)
+    prompt = fields.String(
+        load_default=None, validate=validate.Length(min=1, max=50_000), metadata={"description": "the task"}
+    )
+    branch = fields.String(
+        load_default=None, validate=_checked_by(parse_branch), metadata={"description": "default: mecodes/chat-..."}
+    )
+    title = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
+    model = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._:/-]{1,200}$", error="must be provider/model"),
+        metadata={"example": "openrouter/anthropic/claude-sonnet-4"},
+    )
+
+
+class ChatSchema(StrictSchema):
+    session_id = fields.String(allow_none=True)
+    title = fields.String(allow_none=True)
+    repo = fields.String(allow_none=True)
+    branch = fields.String(allow_none=True)
+    status = fields.String(allow_none=True, metadata={"description": "idle, busy, retry; null without a session"})
+    last_activity = fields.DateTime(allow_none=True)
+    has_session = fields.Boolean()
+    has_worktree = fields.Boolean()
+    worktree = fields.String(allow_none=True, metadata={"description": "the worktree's own name"})
+    path = fields.String(allow_none=True)
+    dirty = fields.Boolean(allow_none=True)
+    unpushed_commits = fields.Integer(allow_none=True)
+    disk_bytes = fields.Integer(allow_none=True)
+
+
+class ChatListSchema(StrictSchema):
+    chats = fields.List(fields.Nested(ChatSchema))

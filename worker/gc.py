@@ -3,8 +3,8 @@
 Per repo, under the same lock as clone and worktree jobs:
 - worktrees whose folder was deleted by hand: git's metadata is pruned;
 - worktrees idle longer than the limit are removed only when they hold no uncommitted changes (untracked
-  files count; ignored ones don't), no commits that are on no remote branch, are not locked, and no
-  process is running inside them; anything else is kept and reported with the reason;
+  files count; ignored ones don't), no commits that are on no remote branch, are not locked, their opencode
+  session is not busy and no process runs inside them; anything else is kept and reported with the reason;
 - folders in worktrees/ that git no longer knows are removed once nothing in them changed for the limit;
 - the bare clone gets `git gc --auto`; a repo with no worktrees, no unpushed branches and unused longer
   than the (larger) repo limit is removed.
@@ -100,8 +100,11 @@ def _processes_by_cwd(under: Path) -> dict[Path, int]:
 
 
 class Collector:
-    def __init__(self, layout: Layout, git: Git, redis: Redis, lock: RepoLocker, policy: Policy):
+    def __init__(
+        self, layout: Layout, git: Git, redis: Redis, lock: RepoLocker, policy: Policy, busy_sessions: set[str]
+    ):
         self.layout, self.git, self.redis, self.lock, self.policy = layout, git, redis, lock, policy
+        self.busy_sessions = busy_sessions
         self.now = time.time()
         self.report = Report(policy)
         self.busy = _processes_by_cwd(layout.worktrees_dir)
@@ -174,6 +177,8 @@ class Collector:
             return self._decide("worktree", name, info.path, False, "locked (git worktree lock)")
         if info.path in self.busy:
             return self._decide("worktree", name, info.path, False, f"in use by process {self.busy[info.path]}")
+        if info.opencode_session in self.busy_sessions:
+            return self._decide("worktree", name, info.path, False, f"opencode session {info.opencode_session} is busy")
         try:
             state = work_state(self.git, info.path)
         except GitError as exc:

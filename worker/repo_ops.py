@@ -37,6 +37,7 @@ class Worktree:
     branch: str
     head: str
     created: bool
+    new_branch: bool = False  # the branch was made for this worktree
 
 
 def _staging_dir(layout: Layout, prefix: str, repo: RepoName) -> Path:
@@ -150,7 +151,14 @@ def add_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str, bran
             discard_worktree_folder(layout, git, repo, staging)
         shutil.rmtree(staging.parent, ignore_errors=True)
     head = git.run(["rev-parse", "HEAD"], cwd=path).stdout.strip()
-    return Worktree(path, name, head, created=True)
+    return Worktree(path, name, head, created=True, new_branch="-b" in how)
+
+
+def undo_worktree(layout: Layout, git: Git, repo: RepoName, worktree: Worktree) -> None:
+    """Take back a worktree just made (a chat that failed later): the folder, and its branch if it was new."""
+    discard_worktree_folder(layout, git, repo, worktree.path)
+    if worktree.new_branch:
+        git.run(["branch", "-D", worktree.branch], cwd=layout.repo_path(repo))
 
 
 def remove_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str, force: bool) -> dict[str, object]:

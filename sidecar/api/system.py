@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import urllib.request
 from typing import Any
 
 from flask.views import MethodView
@@ -12,6 +10,7 @@ from flask_smorest import Blueprint
 from redis.exceptions import RedisError
 
 from sidecar.inventory import disk_usage
+from sidecar.opencode import Opencode, OpencodeUnavailable
 from sidecar.schemas import DiskSchema, HealthSchema
 from sidecar.services import services
 from sidecar.workers import live_workers
@@ -36,20 +35,13 @@ class Health(MethodView):
             problems.append(f"redis: {exc}")
         if redis_ok and not workers:
             problems.append(f"worker: no live worker on queue {queue.name}")
-        opencode_url = services().settings.opencode_url
-        if opencode_url and (trouble := _opencode_trouble(opencode_url)):
-            problems.append(f"opencode: {trouble}")
+        if opencode_url := services().settings.opencode_url:
+            try:
+                Opencode(opencode_url, timeout=2).check()
+            except OpencodeUnavailable as exc:
+                problems.append(f"opencode: {exc}")
         body = {"status": "unavailable" if problems else "ok", "redis": redis_ok, "workers": workers}
         return {**body, "problems": problems}, 503 if problems else 200
-
-
-def _opencode_trouble(base_url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(f"{base_url}/global/health", timeout=2) as response:  # noqa: S310
-            healthy = json.load(response).get("healthy") is True
-    except (OSError, ValueError) as exc:
-        return f"not answering at {base_url} ({exc})"
-    return None if healthy else "reports unhealthy"
 
 
 @blp.route("/disk")

@@ -10,8 +10,10 @@ from flask_smorest.error_handler import ErrorSchema
 
 from sidecar.api.errors import parse_path
 from sidecar.api.jobs import job_view
-from sidecar.inventory import WorktreeInfo, cached_repos, find_worktree, repo_worktrees, work_state
+from sidecar.chats import statuses_by_session
+from sidecar.inventory import WorktreeInfo, all_worktrees, find_worktree, work_state
 from sidecar.names import parse_repo, parse_session_id
+from sidecar.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
 from sidecar.schemas import ForceQuery, JobSchema, WorktreeListSchema, WorktreeRequest
 from sidecar.services import services
 from worker import jobs as worker_jobs
@@ -19,7 +21,7 @@ from worker import jobs as worker_jobs
 blp = Blueprint("worktrees", __name__, url_prefix="/admin/worktrees", description="One git worktree per session")
 
 
-def worktree_view(w: WorktreeInfo) -> dict[str, Any]:
+def worktree_view(w: WorktreeInfo, session: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "repo": str(w.repo),
         "session_id": w.session_id,
@@ -30,7 +32,27 @@ def worktree_view(w: WorktreeInfo) -> dict[str, Any]:
         "dirty": w.state.dirty if w.state else None,
         "unpushed_commits": w.state.unpushed_commits if w.state else None,
         "created_at": w.created_at,
+        "opencode_session_id": w.opencode_session,
+        "title": (session or {}).get("title"),
+        "status": (session or {}).get("status"),
     }
+
+
+def _sessions(worktrees: list[WorktreeInfo]) -> dict[str, dict[str, Any]]:
+    """Title and status of the linked opencode sessions; empty when opencode cannot be asked."""
+    linked = [w for w in worktrees if w.opencode_session]
+    if not linked:
+        return {}
+    client = Opencode(services().settings.opencode_url, timeout=3)
+    try:
+        statuses = statuses_by_session(client, {str(w.path) for w in linked})
+        found = {}
+        for w in linked:
+            if session := client.session(w.opencode_session or ""):
+                found[session["id"]] = {"title": session.get("title"), "status": statuses.get(session["id"], IDLE)}
+        return found
+    except (OpencodeUnavailable, OpencodeError):
+        return {}
 
 
 @blp.route("")
@@ -59,10 +81,12 @@ class Worktrees(MethodView):
 
     @blp.response(200, WorktreeListSchema)
     def get(self) -> dict[str, Any]:
-        """Every worktree, read from disk and git, with its uncommitted and unpushed work."""
+        """Every worktree, read from disk and git, with its uncommitted and unpushed work, and the opencode session
+        it belongs to (title and status, when opencode answers)."""
         svc = services()
-        found = [w for repo in cached_repos(svc.layout) for w in repo_worktrees(svc.layout, svc.git, repo)]
-        return {"worktrees": [worktree_view(w) for w in found]}
+        found = all_worktrees(svc.layout, svc.git)
+        sessions = _sessions(found)
+        return {"worktrees": [worktree_view(w, sessions.get(w.opencode_session or "")) for w in found]}
 
 
 @blp.route("/<owner>/<name>/<session_id>")

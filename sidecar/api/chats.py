@@ -1,0 +1,88 @@
+"""Fire-and-forget chats: one request starts an agent on a fresh worktree; list and take chats down."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from flask_smorest.error_handler import ErrorSchema
+
+from sidecar.api.errors import parse_path
+from sidecar.api.jobs import job_view
+from sidecar.chats import chat_entries
+from sidecar.inventory import find_by_opencode_session, work_state
+from sidecar.names import parse_repo, parse_session_id
+from sidecar.opencode import Opencode
+from sidecar.schemas import ChatListSchema, ForceQuery, JobSchema, NewChatRequest
+from sidecar.services import services
+from worker import jobs as worker_jobs
+
+blp = Blueprint("chats", __name__, url_prefix="/admin/chats", description="Chats: an agent on a worktree of its own")
+
+
+def opencode() -> Opencode:
+    """The opencode client, after checking opencode answers (else a 503 naming it, before anything is made)."""
+    client = Opencode(services().settings.opencode_url)
+    client.check()
+    return client
+
+
+@blp.route("")
+class Chats(MethodView):
+    @blp.arguments(NewChatRequest)
+    @blp.response(202, JobSchema)
+    @blp.alt_response(503, schema=ErrorSchema, description="opencode (or Redis) is unavailable")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Clone or refresh the repo, make a worktree on a new branch, create an opencode session in it and send
+        the prompt. The job's progress names each phase; its result has the session id and the URL to open."""
+        opencode()
+        repo, prompt = parse_repo(body["repo"]), body["prompt"]
+        title = body["title"] or (prompt.strip().splitlines()[0][:80] if prompt and prompt.strip() else str(repo))
+        model = None
+        if body["model"]:
+            provider, _, model_id = body["model"].partition("/")
+            model = {"providerID": provider, "modelID": model_id}
+        label = f"chat-{uuid.uuid4().hex[:12]}"
+        job = services().jobs.enqueue(
+            "chat", worker_jobs.create_chat, str(repo), label, body["branch"], title, prompt, model
+        )
+        return job_view(job)
+
+    @blp.response(200, ChatListSchema)
+    @blp.alt_response(503, schema=ErrorSchema, description="opencode is unavailable")
+    def get(self) -> dict[str, Any]:
+        """opencode's sessions joined with the worktrees, newest activity first; sessions without a worktree and
+        worktrees without a session are listed too (`has_session`, `has_worktree`)."""
+        svc = services()
+        return {"chats": chat_entries(svc.layout, svc.git, opencode())}
+
+
+@blp.route("/<session_id>")
+class Chat(MethodView):
+    @blp.arguments(ForceQuery, location="query")
+    @blp.response(202, JobSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="no such session or worktree")
+    @blp.alt_response(409, schema=ErrorSchema, description="the worktree holds uncommitted or unpushed work")
+    @blp.alt_response(503, schema=ErrorSchema, description="opencode is unavailable")
+    def delete(self, query: dict[str, Any], session_id: str) -> dict[str, Any]:
+        """Abort the session if busy, remove its worktree (refused while it holds work unless force=true), then
+        delete the session."""
+        session_id = parse_path("session_id", parse_session_id, session_id)
+        svc, client = services(), opencode()
+        worktree = find_by_opencode_session(svc.layout, svc.git, session_id)
+        if worktree is None and client.session(session_id) is None:
+            abort(404, message=f"no chat with session {session_id}")
+        if worktree is not None and worktree.exists and not query["force"]:
+            state = work_state(svc.git, worktree.path)
+            if state.holds_work:
+                abort(
+                    409,
+                    message=f"the chat's worktree holds {state.describe()}; push it or use force=true",
+                    errors={"dirty": state.dirty, "unpushed_commits": state.unpushed_commits},
+                )
+        job, _ = svc.jobs.active_or_enqueue(
+            f"delete-chat:{session_id}", "delete_chat", worker_jobs.delete_chat, session_id, query["force"]
+        )
+        return job_view(job)

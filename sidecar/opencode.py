@@ -1,0 +1,102 @@
+"""A small client for the parts of opencode's HTTP API that chats use.
+
+opencode keeps one instance per directory: sessions, their status and their messages are asked for with the
+session's directory (`?directory=`). Sessions are grouped by project (a git repo's root commit), so all
+sessions are found by listing each project's.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+IDLE = "idle"
+
+
+class OpencodeUnavailable(RuntimeError):
+    """opencode did not answer (down, starting, or not configured)."""
+
+
+class OpencodeError(RuntimeError):
+    """opencode answered with an error."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"opencode answered {status}: {message}")
+        self.status = status
+
+
+class Opencode:
+    def __init__(self, base_url: str, timeout: float = 10):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, directory: str | None = None, body: Any = None) -> Any:
+        if not self.base_url:
+            raise OpencodeUnavailable("opencode is not configured (OPENCODE_URL is empty)")
+        query = f"?{urllib.parse.urlencode({'directory': directory})}" if directory else ""
+        data = json.dumps(body).encode() if body is not None else None
+        url = f"{self.base_url}{path}{query}"
+        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})  # noqa: S310 - OPENCODE_URL
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - OPENCODE_URL
+                raw = response.read()
+        except urllib.error.HTTPError as error:
+            raise OpencodeError(error.code, error.read().decode(errors="replace")[:300]) from None
+        except (urllib.error.URLError, OSError) as error:
+            raise OpencodeUnavailable(f"opencode is not answering at {self.base_url} ({error})") from None
+        return json.loads(raw) if raw.strip() else None
+
+    def check(self) -> None:
+        """Raise OpencodeUnavailable unless opencode reports itself healthy."""
+        try:
+            healthy = self._call("GET", "/global/health").get("healthy") is True
+        except OpencodeError as error:
+            raise OpencodeUnavailable(f"opencode is unhealthy at {self.base_url} ({error})") from None
+        if not healthy:
+            raise OpencodeUnavailable(f"opencode reports itself unhealthy at {self.base_url}")
+
+    def create_session(self, directory: str, title: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/session", directory, {"title": title, "metadata": metadata})
+
+    def prompt(self, session_id: str, directory: str, text: str, model: dict[str, str] | None) -> None:
+        body: dict[str, Any] = {"parts": [{"type": "text", "text": text}]}
+        if model:
+            body["model"] = model
+        self._call("POST", f"/session/{_quoted(session_id)}/prompt_async", directory, body)
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/session/{_quoted(session_id)}")
+        except OpencodeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """Every session of every project opencode knows."""
+        found: dict[str, dict[str, Any]] = {}
+        for project in self._call("GET", "/project"):
+            for session in self._call("GET", "/session", project["worktree"]):
+                found[session["id"]] = session
+        return list(found.values())
+
+    def statuses(self, directory: str) -> dict[str, str]:
+        """Session id → status (busy, retry, ...) for the sessions of `directory` that are not idle."""
+        statuses = self._call("GET", "/session/status", directory)
+        return {sid: status.get("type", "busy") for sid, status in statuses.items()}
+
+    def messages(self, session_id: str, directory: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/session/{_quoted(session_id)}/message", directory)
+
+    def abort(self, session_id: str, directory: str) -> None:
+        self._call("POST", f"/session/{_quoted(session_id)}/abort", directory)
+
+    def delete(self, session_id: str, directory: str) -> None:
+        self._call("DELETE", f"/session/{_quoted(session_id)}", directory)
+
+
+def _quoted(session_id: str) -> str:
+    return urllib.parse.quote(session_id, safe="")

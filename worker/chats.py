@@ -1,0 +1,105 @@
+"""Chats: one job takes a repo and a task to a working agent — the repo cached and fresh, a worktree on a new
+branch, an opencode session working in it, the prompt sent — and another takes a chat down again.
+
+A chat that fails part-way is rolled back (its session deleted, its worktree and new branch removed); the
+job's error names the phase that failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from sidecar.inventory import find_by_opencode_session, session_link
+from sidecar.names import RepoName
+from sidecar.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
+from worker import repo_ops
+from worker.context import JobContext, ensure_cached
+from worker.repo_ops import Refused
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    repo: RepoName
+    label: str  # the worktree's own name: owner__name__<label>
+    branch: str | None
+    title: str
+    prompt: str | None
+    model: dict[str, str] | None
+
+
+def chat_url(session_id: str) -> str:
+    """Where the phone opens the chat (the web app's route)."""
+    return f"/#/chat/{session_id}"
+
+
+def start_chat(ctx: JobContext, chat: ChatRequest) -> dict[str, Any]:
+    opencode = Opencode(ctx.settings.opencode_url)
+    phase = "repo"
+    with ctx.lock(chat.repo):
+        try:
+            ctx.progress("repo: clone or refresh")
+            repo_action = ensure_cached(ctx, chat.repo, ctx.settings.fetch_max_age)
+            phase = "worktree"
+            ctx.progress("worktree: check out a new branch")
+            worktree = repo_ops.add_worktree(ctx.layout, ctx.git, chat.repo, chat.label, chat.branch)
+            if not worktree.created:
+                raise Refused(f"a worktree named {chat.label} already exists")
+        except Exception as exc:
+            raise Refused(f"chat failed in phase {phase}: {exc}") from exc
+        session: dict[str, Any] | None = None
+        try:
+            phase = "session"
+            ctx.progress("session: create the opencode session")
+            metadata = {"mecodes": {"repo": str(chat.repo), "branch": worktree.branch, "worktree": chat.label}}
+            session = opencode.create_session(str(worktree.path), chat.title, metadata)
+            session_link(ctx.layout, chat.repo, worktree.path).write_text(session["id"])
+            if chat.prompt:
+                phase = "prompt"
+                ctx.progress("prompt: send the task")
+                opencode.prompt(session["id"], str(worktree.path), chat.prompt, chat.model)
+        except Exception as exc:
+            ctx.progress(f"{phase} failed: rolling back")
+            if session is not None:
+                with contextlib.suppress(OpencodeUnavailable, OpencodeError):
+                    opencode.delete(session["id"], str(worktree.path))
+            repo_ops.undo_worktree(ctx.layout, ctx.git, chat.repo, worktree)
+            raise Refused(f"chat failed in phase {phase}: {exc}; it was rolled back") from exc
+    return {
+        "session_id": session["id"],
+        "title": session.get("title"),
+        "repo": str(chat.repo),
+        "branch": worktree.branch,
+        "head": worktree.head,
+        "path": str(worktree.path),
+        "worktree": chat.label,
+        "repo_action": repo_action,
+        "prompt_sent": bool(chat.prompt),
+        "url": chat_url(session["id"]),
+    }
+
+
+def end_chat(ctx: JobContext, session_id: str, force: bool) -> dict[str, Any]:
+    """Abort the session if busy (never a raw kill), remove its worktree (refused while it holds work unless
+    `force`), then delete the session."""
+    opencode = Opencode(ctx.settings.opencode_url)
+    session = opencode.session(session_id)
+    worktree = find_by_opencode_session(ctx.layout, ctx.git, session_id)
+    if session is None and worktree is None:
+        raise Refused(f"no chat with session {session_id}")
+    directory = session["directory"] if session else str(worktree.path)
+    done: dict[str, Any] = {"session_id": session_id, "aborted": False, "worktree_removed": None}
+    if session and opencode.statuses(directory).get(session_id, IDLE) != IDLE:
+        ctx.progress("abort: stop the agent")
+        opencode.abort(session_id, directory)
+        done["aborted"] = True
+    if worktree is not None:
+        with ctx.lock(worktree.repo):
+            ctx.progress("worktree: remove it")
+            outcome = repo_ops.remove_worktree(ctx.layout, ctx.git, worktree.repo, worktree.session_id, force)
+        done["worktree_removed"] = outcome["path"]
+    if session:
+        ctx.progress("session: delete it")
+        opencode.delete(session_id, directory)
+    return {**done, "session_deleted": bool(session)}
