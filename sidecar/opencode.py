@@ -1,8 +1,7 @@
 """A small client for the parts of opencode's HTTP API that chats use.
 
 opencode keeps one instance per directory: sessions, their status and their messages are asked for with the
-session's directory (`?directory=`). Sessions are grouped by project (a git repo's root commit), so all
-sessions are found by listing each project's.
+session's directory (`?directory=`). Only `/experimental/session` lists the sessions of all projects at once.
 """
 
 from __future__ import annotations
@@ -33,10 +32,11 @@ class Opencode:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
-    def _call(self, method: str, path: str, directory: str | None = None, body: Any = None) -> Any:
+    def _call(self, method: str, path: str, directory: str | None = None, body: Any = None, **params: str | int) -> Any:
         if not self.base_url:
             raise OpencodeUnavailable("opencode is not configured (OPENCODE_URL is empty)")
-        query = f"?{urllib.parse.urlencode({'directory': directory})}" if directory else ""
+        params = {**params, **({"directory": directory} if directory else {})}
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
         data = json.dumps(body).encode() if body is not None else None
         url = f"{self.base_url}{path}{query}"
         request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})  # noqa: S310 - OPENCODE_URL
@@ -75,13 +75,9 @@ class Opencode:
                 return None
             raise
 
-    def sessions(self) -> list[dict[str, Any]]:
-        """Every session of every project opencode knows."""
-        found: dict[str, dict[str, Any]] = {}
-        for project in self._call("GET", "/project"):
-            for session in self._call("GET", "/session", project["worktree"]):
-                found[session["id"]] = session
-        return list(found.values())
+    def sessions(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The top-level sessions of every project (not sub-agents'), most recently updated first."""
+        return self._call("GET", "/experimental/session", roots="true", limit=limit)
 
     def statuses(self, directory: str) -> dict[str, str]:
         """Session id → status (busy, retry, ...) for the sessions of `directory` that are not idle."""

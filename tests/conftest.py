@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -293,3 +295,53 @@ def stack_factory(stack_env: dict[str, str], tmp_path: Path) -> Iterator[StackFa
     yield make
     for s in stacks:
         s.worker.stop()
+
+
+@dataclass
+class OpencodeServer:
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_opencode(home: Path) -> OpencodeServer:
+    """The real `opencode serve` (npm opencode-ai) on a free loopback port, its state under `home`."""
+    port = free_port()
+    env = {**os.environ, "HOME": str(home)}
+    env |= {f"XDG_{kind}_HOME": str(home / kind.lower()) for kind in ("DATA", "STATE", "CONFIG", "CACHE")}
+    home.mkdir(parents=True, exist_ok=True)
+    log = (home / "opencode.log").open("wb")
+    proc = subprocess.Popen(
+        [ROOT / "node_modules/.bin/opencode", "serve", "--hostname", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=log,
+        cwd=home,
+    )
+    server = OpencodeServer(proc, f"http://127.0.0.1:{port}")
+
+    def healthy() -> bool:
+        assert proc.poll() is None, "opencode exited"
+        try:
+            with urllib.request.urlopen(f"{server.url}/global/health", timeout=2) as response:
+                return json.load(response).get("healthy") is True
+        except OSError:
+            return False
+
+    wait_until(healthy, 60, "opencode serve")
+    return server
+
+
+@pytest.fixture(scope="session")
+def opencode_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = start_opencode(tmp_path_factory.mktemp("opencode"))
+    yield server.url
+    server.stop()
