@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from sidecar.config import Settings, load_settings
+from sidecar.github import GitHubError
 from sidecar.opencode import OpencodeError, OpencodeUnavailable
 from sidecar.services import Services
 
@@ -35,9 +36,10 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.extensions["mecodes"] = Services.create(settings)
     api = Api(app)
 
-    from sidecar.api import chats, gc, jobs, processes, repos, system, worktrees
+    from sidecar.api import chats, gc, github, jobs, processes, repos, system, worktrees
 
-    for blueprint in (chats.blp, repos.blp, worktrees.blp, jobs.blp, gc.blp, processes.blp, system.blp):
+    blueprints = (chats.blp, github.blp, repos.blp, worktrees.blp, jobs.blp, gc.blp, processes.blp, system.blp)
+    for blueprint in blueprints:
         api.register_blueprint(blueprint)
 
     @app.get("/admin/docs/assets/<path:filename>")
@@ -57,6 +59,13 @@ def build_app(settings: Settings | None = None) -> Flask:
     @app.errorhandler(OpencodeError)
     def opencode_refused(exc: OpencodeError):
         return jsonify({"code": 502, "status": "Bad Gateway", "message": str(exc)}), 502
+
+    @app.errorhandler(GitHubError)
+    def github_refused(exc: GitHubError):
+        body = {"code": exc.status, "message": str(exc)}
+        if exc.reset_at:
+            body["reset_at"] = exc.reset_at.isoformat()
+        return jsonify(body), exc.status
 
     @app.errorhandler(RecursionError)
     def too_deep(exc: RecursionError):

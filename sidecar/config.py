@@ -53,6 +53,8 @@ class Settings:
     gc_repo_idle_days: float
     stack_pid: int | None
     kill_grace: float
+    github_api_url: str
+    github_cache_ttl: int
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -83,4 +85,6 @@ def load_settings() -> Settings:
         gc_repo_idle_days=_float("MECODES_GC_REPO_IDLE_DAYS", 30),
         stack_pid=_int("MECODES_STACK_PID", 0) or None,
         kill_grace=_float("MECODES_KILL_GRACE", 5),
+        github_api_url=os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
+        github_cache_ttl=_int("MECODES_GITHUB_CACHE_TTL", 300),
     )

@@ -1,8 +1,8 @@
 """Running git: argument lists only (never a shell), a timeout, no prompts, secrets kept out of output.
 
-Authentication for the remote goes through a credential helper given in the environment
+Authentication for the remote goes through bin/git-credential-mecodes, named in the environment
 (GIT_CONFIG_COUNT/KEY/VALUE), which reads GITHUB_TOKEN when git asks: the token is never in an argument,
-a remote URL or a config file.
+a remote URL or a config file. (bin/start points the agent's own git at the same helper.)
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ from sidecar.redaction import redact
 ProgressCallback = Callable[[str, int], None]
 
 _PROGRESS = re.compile(r"(?P<phase>[A-Za-z][A-Za-z ]+):\s+(?P<percent>\d{1,3})%")
-_CREDENTIAL_HELPER = (
-    '!f() { test "$1" = get && echo "username=${GITHUB_USER:-x-access-token}" && echo "password=$GITHUB_TOKEN"; }; f'
-)
+CREDENTIAL_HELPER = str(Path(__file__).resolve().parent.parent / "bin" / "git-credential-mecodes")
 
 
 class GitError(RuntimeError):
@@ -64,7 +62,7 @@ class Git:
         if self.settings.github_token:
             # Scope the helper to the configured host, after clearing any helper from other config.
             scope = self.settings.git_base_url
-            pairs = [("credential.helper", ""), (f"credential.{scope}.helper", _CREDENTIAL_HELPER)]
+            pairs = [("credential.helper", ""), (f"credential.{scope}.helper", CREDENTIAL_HELPER)]
             env["GIT_CONFIG_COUNT"] = str(len(pairs))
             for i, (key, value) in enumerate(pairs):
                 env[f"GIT_CONFIG_KEY_{i}"] = key

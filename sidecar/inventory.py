@@ -231,6 +231,12 @@ def find_by_opencode_session(layout: Layout, git: Git, session_id: str) -> Workt
     return next((w for w in all_worktrees(layout, git, with_state=False) if w.opencode_session == session_id), None)
 
 
+def commits_of_its_own(git: Git, worktree: Path, base_branch: str) -> int:
+    """Commits on the worktree's HEAD that are not on origin's `base_branch`."""
+    out = git.run(["rev-list", "--count", "HEAD", "--not", f"refs/remotes/origin/{base_branch}"], cwd=worktree)
+    return int(out.stdout.strip() or 0)
+
+
 def repo_info(layout: Layout, git: Git, repo: RepoName) -> RepoInfo:
     path = layout.repo_path(repo)
     return RepoInfo(

@@ -212,3 +212,30 @@ class ChatSchema(StrictSchema):
 
 class ChatListSchema(StrictSchema):
     chats = fields.List(fields.Nested(ChatSchema))
+
+
+class GitHubReposQuery(StrictSchema):
+    q = fields.String(load_default="", validate=validate.Length(max=200), metadata={"description": "filter by name"})
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000))
+    refresh = fields.Boolean(load_default=False, metadata={"description": "skip the cached list"})
+
+
+class GitHubRepoSchema(StrictSchema):
+    full_name = fields.String()
+    private = fields.Boolean()
+    default_branch = fields.String(allow_none=True)
+    pushed_at = fields.String(allow_none=True)
+    cached = fields.Boolean(metadata={"description": "already cloned here"})
+
+
+class GitHubRepoListSchema(StrictSchema):
+    repos = fields.List(fields.Nested(GitHubRepoSchema))
+    page = fields.Integer()
+    pages = fields.Integer()
+    total = fields.Integer()
+
+
+class PushRequest(StrictSchema):
+    title = fields.String(load_default=None, validate=validate.Length(min=1, max=256))
+    body = fields.String(load_default="", validate=validate.Length(max=60_000))
+    draft = fields.Boolean(load_default=False)

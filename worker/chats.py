@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sidecar.inventory import find_by_opencode_session, session_link
+from sidecar.gitcmd import Git
+from sidecar.github import GitHub
+from sidecar.inventory import commits_of_its_own, default_branch, find_by_opencode_session, session_link, work_state
 from sidecar.names import RepoName
 from sidecar.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
 from worker import repo_ops
@@ -103,3 +106,45 @@ def end_chat(ctx: JobContext, session_id: str, force: bool) -> dict[str, Any]:
         ctx.progress("session: delete it")
         opencode.delete(session_id, directory)
     return {**done, "session_deleted": bool(session)}
+
+
+def push_chat(ctx: JobContext, session_id: str, title: str | None, body: str, draft: bool) -> dict[str, Any]:
+    """Push the chat's branch to origin and open a pull request against the default branch (or find the open
+    one). Refused when the branch has no commits of its own."""
+    worktree = find_by_opencode_session(ctx.layout, ctx.git, session_id)
+    if worktree is None or not worktree.exists:
+        raise Refused(f"no worktree for session {session_id}")
+    repo_path = ctx.layout.repo_path(worktree.repo)
+    with ctx.lock(worktree.repo):
+        base = default_branch(repo_path)
+        if not worktree.branch or not base:
+            raise Refused("nothing to push: the worktree is not on a branch, or the repo has no default branch")
+        require_commits_to_push(ctx.git, worktree.path, base)
+        ctx.progress("push")
+        ctx.git.run_with_progress(
+            ["push", "--progress", "--set-upstream", "origin", f"HEAD:refs/heads/{worktree.branch}"],
+            ctx.git_progress("push"),
+            cwd=worktree.path,
+        )
+        head = ctx.git.run(["rev-parse", "HEAD"], cwd=worktree.path).stdout.strip()
+        subject = ctx.git.run(["log", "-1", "--format=%s"], cwd=worktree.path).stdout.strip()
+    ctx.progress("pull request")
+    github = GitHub(ctx.settings.github_api_url, ctx.settings.github_token)
+    pull, created = github.pull_request(
+        worktree.repo.owner, worktree.repo.name, worktree.branch, base, title or subject, body, draft
+    )
+    return {
+        "branch": worktree.branch,
+        "commit": head,
+        "base": base,
+        "pr_url": pull.get("html_url"),
+        "pr_number": pull.get("number"),
+        "pr_created": created,
+    }
+
+
+def require_commits_to_push(git: Git, worktree: Path, base: str) -> None:
+    """Raise Refused, saying why, when the branch has no commits beyond origin's default branch."""
+    if commits_of_its_own(git, worktree, base) == 0:
+        hint = " (its changes are not committed yet)" if work_state(git, worktree).dirty else ""
+        raise Refused(f"nothing to push: the branch has no commits beyond origin/{base}{hint}")

@@ -16,7 +16,7 @@ from sidecar.locks import repo_lock
 from sidecar.names import RepoName, parse_repo
 from sidecar.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
 from worker import repo_ops
-from worker.chats import ChatRequest, end_chat, start_chat
+from worker.chats import ChatRequest, end_chat, push_chat, start_chat
 from worker.context import JobContext, ensure_cached, job_context, reports_errors
 from worker.gc import Collector, Policy
 from worker.repo_ops import Refused
@@ -131,3 +131,8 @@ def create_chat(
 @reports_errors
 def delete_chat(session_id: str, force: bool) -> dict[str, Any]:
     return end_chat(job_context(), session_id, force)
+
+
+@reports_errors
+def push_chat_branch(session_id: str, title: str | None, body: str, draft: bool) -> dict[str, Any]:
+    return push_chat(job_context(), session_id, title, body, draft)

@@ -12,12 +12,14 @@ from flask_smorest.error_handler import ErrorSchema
 from sidecar.api.errors import parse_path
 from sidecar.api.jobs import job_view
 from sidecar.chats import chat_entries
-from sidecar.inventory import find_by_opencode_session, work_state
+from sidecar.inventory import default_branch, find_by_opencode_session, work_state
 from sidecar.names import parse_repo, parse_session_id
 from sidecar.opencode import Opencode
-from sidecar.schemas import ChatListSchema, ForceQuery, JobSchema, NewChatRequest
+from sidecar.schemas import ChatListSchema, ForceQuery, JobSchema, NewChatRequest, PushRequest
 from sidecar.services import services
 from worker import jobs as worker_jobs
+from worker.chats import require_commits_to_push
+from worker.repo_ops import Refused
 
 blp = Blueprint("chats", __name__, url_prefix="/admin/chats", description="Chats: an agent on a worktree of its own")
 
@@ -84,5 +86,39 @@ class Chat(MethodView):
                 )
         job, _ = svc.jobs.active_or_enqueue(
             f"delete-chat:{session_id}", "delete_chat", worker_jobs.delete_chat, session_id, query["force"]
+        )
+        return job_view(job)
+
+
+@blp.route("/<session_id>/push")
+class Push(MethodView):
+    @blp.arguments(PushRequest)
+    @blp.response(202, JobSchema)
+    @blp.alt_response(404, schema=ErrorSchema, description="no worktree for that session")
+    @blp.alt_response(409, schema=ErrorSchema, description="nothing to push")
+    @blp.alt_response(503, schema=ErrorSchema, description="no GitHub token")
+    def post(self, body: dict[str, Any], session_id: str) -> dict[str, Any]:
+        """Push the chat's branch to origin and open a pull request against the default branch (or return the
+        open one). The job's result has the branch, the pushed commit and the pull request's URL."""
+        session_id = parse_path("session_id", parse_session_id, session_id)
+        svc = services()
+        if not svc.settings.github_token:
+            abort(503, message="GITHUB_TOKEN is not set, so nothing can be pushed to GitHub")
+        worktree = find_by_opencode_session(svc.layout, svc.git, session_id)
+        base = default_branch(svc.layout.repo_path(worktree.repo)) if worktree else None
+        if worktree is None or not worktree.exists or not base:
+            abort(404, message=f"no worktree for session {session_id}")
+        try:
+            require_commits_to_push(svc.git, worktree.path, base)
+        except Refused as refused:
+            abort(409, message=str(refused))
+        job, _ = svc.jobs.active_or_enqueue(
+            f"push:{session_id}",
+            "push",
+            worker_jobs.push_chat_branch,
+            session_id,
+            body["title"],
+            body["body"],
+            body["draft"],
         )
         return job_view(job)

@@ -75,6 +75,8 @@ class GitHttpServer:
             "CONTENT_LENGTH": str(len(body)),
             "REMOTE_ADDR": "127.0.0.1",
         }
+        if self.auth:
+            env["REMOTE_USER"] = "authenticated"  # http-backend allows pushes from authenticated users
         if handler.headers.get("Git-Protocol"):
             env["GIT_PROTOCOL"] = handler.headers["Git-Protocol"]
         if handler.headers.get("Content-Encoding") == "gzip":
