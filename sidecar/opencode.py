@@ -13,6 +13,7 @@ import urllib.request
 from typing import Any
 
 IDLE = "idle"
+SESSION_PREFIX = "ses"
 
 
 class OpencodeUnavailable(RuntimeError):
@@ -68,6 +69,8 @@ class Opencode:
         self._call("POST", f"/session/{_quoted(session_id)}/prompt_async", directory, body)
 
     def session(self, session_id: str) -> dict[str, Any] | None:
+        if not session_id.startswith(SESSION_PREFIX):
+            return None  # not one of opencode's ids (which it answers with a 500, not a 404)
         try:
             return self._call("GET", f"/session/{_quoted(session_id)}")
         except OpencodeError as error:
