@@ -26,6 +26,14 @@ class MecodesWorker(Worker):
         die_with_parent()
         return super().main_work_horse(job, queue)
 
+    def heartbeat(self, timeout=None, pipeline=None):
+        """Register again when Redis has lost our key (a restarted Redis keeps nothing), so health sees us."""
+        if pipeline is None and not self.connection.hexists(self.key, "birth"):
+            self.log.warning("worker %s: Redis lost this worker's registration; registering again", self.name)
+            self.connection.delete(self.key)  # fields written since the restart, without pid or birth
+            self.register_birth()
+        super().heartbeat(timeout, pipeline)
+
     def request_force_stop(self, signum, frame):
         job = self.get_current_job()
         try:

@@ -1,0 +1,580 @@
+"""The web app in a real browser: Debian's headless Chromium, driven by Playwright, against the production stack
+(bin/start: Caddy with basic auth, sidecar, worker, Redis, `opencode serve`) at a phone's viewport (390 by 844).
+
+No LLM is reachable here, so an assistant's streamed reply is fed to the page as recorded events through a small
+EventSource stand-in (the user's own messages and the statuses come from the real opencode, live over SSE).
+Every test asserts that the console stayed free of errors and that no screen overflows at 360 px. Screenshots of
+each screen go to test-artifacts/web/ (git-ignored)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+
+from tests.conftest import ROOT, SECRET_TOKEN, Origin
+from tests.support.fake_github import FakeGitHub
+from tests.test_stack import PASSWORD, USER, RunningStack, start_stack
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PHONE = {"width": 390, "height": 844}
+NARROW = 360
+ARTIFACTS = ROOT / "test-artifacts" / "web"
+WEB = ROOT / "web"
+OWNER = f"web{uuid.uuid4().hex[:6]}"
+REPOS = [f"{OWNER}/app", f"{OWNER}/other", f"{OWNER}/keep"]
+
+# An EventSource stand-in: the test decides what the page receives (window.__sse.feed / drop).
+SSE_SHIM = """
+(() => {
+  const sources = [];
+  class RecordedEventSource extends EventTarget {
+    constructor(url) {
+      super();
+      this.url = new URL(url, location.href).toString();
+      this.readyState = 0;
+      this.onmessage = this.onerror = this.onopen = null;
+      sources.push(this);
+    }
+    close() { this.readyState = 2; }
+    emit(type, init) {
+      const event = type === 'message' ? new MessageEvent('message', init) : new Event(type);
+      this.dispatchEvent(event);
+      if (this['on' + type]) this['on' + type](event);
+    }
+  }
+  window.EventSource = RecordedEventSource;
+  window.__sse = {
+    count: (part) => sources.filter((s) => s.url.includes(part)).length,
+    open: (part) => sources.filter((s) => s.readyState !== 2 && s.url.includes(part)),
+    feed(part, events) {
+      const open = this.open(part);
+      for (const source of open) {
+        source.readyState = 1;
+        for (const event of events) source.emit('message', { data: JSON.stringify(event) });
+      }
+      return open.length;
+    },
+    drop(part) { for (const source of this.open(part)) source.emit('error'); },
+  };
+})();
+"""
+
+
+@dataclass
+class Console:
+    """Errors the page logged or threw; `expect_failure` allows the browser's own note about one HTTP status."""
+
+    errors: list[str] = field(default_factory=list)
+    allowed: list[tuple[int, str]] = field(default_factory=list)
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        url = message.location.get("url", "")
+        for status, part in self.allowed:
+            if f"status of {status}" in message.text and part in url:
+                return
+        self.errors.append(f"{message.text} ({url})")
+
+    def expect_failure(self, status: int, url_part: str) -> None:
+        self.allowed.append((status, url_part))
+
+
+@dataclass
+class Phone:
+    page: Page
+    console: Console
+    stack: RunningStack
+
+    def go(self, route: str) -> None:
+        self.page.goto(f"{self.stack.base}/{route}")
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def fits_narrow_screen(self, name: str) -> None:
+        """No horizontal overflow at 360 px: nothing wider than the screen, so nothing scrolls sideways."""
+        self.page.set_viewport_size({"width": NARROW, "height": PHONE["height"]})
+        try:
+            self.page.wait_for_timeout(100)
+            widths = self.page.evaluate(
+                "() => [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]"
+            )
+            assert max(widths[:2]) <= NARROW, f"{name} overflows at {NARROW} px: {widths}"
+            self.shot(f"{name}-360")
+        finally:
+            self.page.set_viewport_size(PHONE)
+
+
+@pytest.fixture(scope="module")
+def github() -> Iterator[FakeGitHub]:
+    repos = [
+        {"full_name": name, "private": i == 1, "default_branch": "main", "pushed_at": f"2026-0{i + 1}-01T00:00:00Z"}
+        for i, name in enumerate(REPOS)
+    ]
+    with FakeGitHub(SECRET_TOKEN, repos) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, origin: Origin, github: FakeGitHub) -> Iterator[RunningStack]:
+    for name in REPOS:
+        origin.create(name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GITHUB_API_URL", github.url)  # the sidecar lists the local stand-in's repos
+        running = start_stack(tmp_path_factory.mktemp("webstack"), origin)
+    yield running
+    if running.proc.poll() is None:
+        running.proc.send_signal(signal.SIGTERM)
+        running.proc.wait(60)
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+def new_phone(browser: Browser, stack: RunningStack, shim: bool = False) -> Phone:
+    context = browser.new_context(viewport=PHONE, http_credentials={"username": USER, "password": PASSWORD})
+    context.set_default_timeout(20_000)
+    if shim:
+        context.add_init_script(SSE_SHIM)
+    page = context.new_page()
+    console = Console()
+    page.on("console", console.on_console)
+    page.on("pageerror", lambda error: console.errors.append(f"uncaught: {error}"))
+    return Phone(page, console, stack)
+
+
+@pytest.fixture
+def phone(browser: Browser, stack: RunningStack) -> Iterator[Phone]:
+    p = new_phone(browser, stack)
+    yield p
+    p.page.context.close()
+    assert p.console.errors == []
+
+
+@pytest.fixture
+def shimmed_phone(browser: Browser, stack: RunningStack) -> Iterator[Phone]:
+    p = new_phone(browser, stack, shim=True)
+    yield p
+    p.page.context.close()
+    assert p.console.errors == []
+
+
+def new_chat(stack: RunningStack, repo: str, prompt: str | None = None) -> dict[str, Any]:
+    """A chat made through the API (as another device would), finished."""
+    body = {"repo": repo, **({"prompt": prompt} if prompt else {"title": "made by the API"})}
+    status, job = stack.request("POST", "/admin/chats", body)
+    assert status == 202, job
+    done = stack.wait_job(job)
+    assert done["status"] == "finished", done
+    return done["result"]
+
+
+def prompt_via_api(stack: RunningStack, chat: dict[str, Any], text: str) -> None:
+    query = urllib.parse.urlencode({"directory": chat["path"]})
+    body = {"parts": [{"type": "text", "text": text}]}
+    status, answer = stack.request("POST", f"/session/{chat['session_id']}/prompt_async?{query}", body)
+    assert status == 204, answer
+
+
+def user_message(page: Page, text: str):
+    return page.locator(".msg-user:not(.pending)", has_text=text)
+
+
+# ---- the tests
+
+
+def test_page_loads_fast_and_is_small(browser: Browser, stack: RunningStack) -> None:
+    warm = new_phone(browser, stack)  # the stack's first answers after start-up are slow (opencode warms up)
+    warm.go("#/chats")
+    expect(warm.page.locator(".list, .empty").first).to_be_visible(timeout=30_000)
+    warm.page.context.close()
+
+    phone = new_phone(browser, stack)  # a fresh browser profile: nothing cached
+    try:
+        phone.go("#/chats")
+        expect(phone.page.get_by_role("heading", name="Chats", level=1)).to_be_visible()
+        expect(phone.page.locator(".list, .empty").first).to_be_visible()
+        listed_ms = phone.page.evaluate("() => performance.now()")
+        load_ms = phone.page.evaluate("() => performance.getEntriesByType('navigation')[0].loadEventEnd")
+        print(f"load event after {load_ms:.0f} ms, chats listed after {listed_ms:.0f} ms")
+        assert load_ms < 1000
+        shipped = {f.suffix: 0 for f in WEB.rglob("*.*")}
+        for f in WEB.rglob("*.*"):
+            shipped[f.suffix] += f.stat().st_size
+        print(f"web app bytes: {shipped}")
+        assert sum(shipped.values()) < 120_000
+        assert phone.page.title() == "Chats · mecodes"
+        phone.fits_narrow_screen("chats-first-load")
+    finally:
+        phone.page.context.close()
+    assert phone.console.errors == []
+
+
+def test_new_chat_from_the_picker_opens_and_takes_a_prompt(phone: Phone, stack: RunningStack) -> None:
+    page = phone.page
+    phone.go("#/new")
+    pick = page.get_by_role("button", name=REPOS[0])
+    expect(pick).to_be_visible()
+    expect(page.get_by_role("button", name=REPOS[1])).to_contain_text("private")
+    phone.shot("new-chat")
+    phone.fits_narrow_screen("new-chat")
+
+    pick.click()
+    expect(page.locator("#repo")).to_have_value(REPOS[0])
+    page.fill("#prompt", "Add a README\nthat explains the project")
+    page.get_by_role("button", name="Start chat").click()
+    expect(page.locator(".job-card")).to_be_visible()
+    phone.shot("new-chat-progress")
+
+    page.wait_for_url("**/#/chat/ses*", timeout=60_000)
+    session_id = page.url.rsplit("/", 1)[1]
+    expect(page.get_by_role("heading", level=1)).to_have_text("Add a README")
+    expect(user_message(page, "that explains the project")).to_be_visible()
+    expect(page.locator(".chat-head")).to_contain_text(REPOS[0])
+    expect(page.locator(".chat-head")).to_contain_text("mecodes/chat-")
+
+    page.fill("#prompt", "Also add a licence file")
+    page.get_by_role("button", name="Send").click()
+    expect(user_message(page, "Also add a licence file")).to_be_visible()
+    expect(page.locator("#prompt")).to_have_value("")
+    phone.shot("chat")
+    phone.fits_narrow_screen("chat")
+
+    # The new chat is listed; a click opens it again.
+    page.get_by_role("link", name="Chats", exact=True).click()
+    item = page.locator(f'a[data-session="{session_id}"]')
+    expect(item).to_contain_text("Add a README")
+    expect(item).to_contain_text(REPOS[0])
+    phone.shot("chats")
+    phone.fits_narrow_screen("chats")
+    item.click()
+    expect(user_message(page, "Also add a licence file")).to_be_visible()
+    # Nothing is left pending on the New chat page once the chat was opened.
+    phone.go("#/new")
+    expect(page.get_by_role("heading", name="New chat")).to_be_visible()
+    expect(page.locator(".job-card")).to_have_count(0)
+
+
+def test_keyboard_alone_starts_a_chat_for_a_repo_typed_by_hand(phone: Phone) -> None:
+    page = phone.page
+    phone.go("#/new")
+    expect(page.get_by_role("button", name=REPOS[2])).to_be_visible()
+    page.locator("#repo").focus()
+    page.keyboard.type(f"https://github.com/{REPOS[2]}.git")
+    page.keyboard.press("Tab")  # past the suggestion and the refresh link, to the branch and the task
+    while page.evaluate("document.activeElement.id") != "prompt":
+        page.keyboard.press("Tab")
+    page.keyboard.type("Fix the typo")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_url("**/#/chat/ses*", timeout=60_000)
+    expect(page.locator(".chat-head")).to_contain_text(REPOS[2])
+    expect(user_message(page, "Fix the typo")).to_be_visible()
+
+
+def test_a_chat_that_cannot_be_set_up_says_why(phone: Phone) -> None:
+    page = phone.page
+    phone.go("#/new")
+    page.fill("#repo", "not a repo")
+    page.get_by_role("button", name="Start chat").click()
+    expect(page.get_by_role("alert")).to_contain_text("owner/name")
+
+    page.fill("#repo", f"{OWNER}/does-not-exist")
+    page.fill("#prompt", "Anything")
+    page.get_by_role("button", name="Start chat").click()
+    card = page.locator(".job-card", has_text=f"{OWNER}/does-not-exist")
+    expect(card.locator(".error")).to_contain_text("chat failed in phase repo", timeout=60_000)
+    phone.shot("new-chat-failed")
+    # Coming back later shows where it stands; dismissing forgets it.
+    phone.go("#/chats")
+    expect(page.locator(".notice")).to_contain_text("being set up")
+    phone.go("#/new")
+    expect(card.locator(".error")).to_contain_text("chat failed in phase repo")
+    card.get_by_role("button", name="Dismiss").click()
+    expect(card).to_have_count(0)
+
+
+def test_live_stream_and_tabs_stay_consistent(browser: Browser, stack: RunningStack) -> None:
+    chat = new_chat(stack, REPOS[1], prompt="First task")
+    a, b = new_phone(browser, stack), new_phone(browser, stack)
+    b_page = b.page.context.new_page()  # a second tab of the same browser as `b`
+    b_page.on("console", b.console.on_console)
+    try:
+        a.go(f"#/chat/{chat['session_id']}")
+        b.go(f"#/chat/{chat['session_id']}")
+        expect(user_message(a.page, "First task")).to_be_visible()
+        expect(user_message(b.page, "First task")).to_be_visible()
+
+        # Sent from elsewhere: both pages get it live over SSE, without reloading.
+        prompt_via_api(stack, chat, "Sent from another device")
+        expect(user_message(a.page, "Sent from another device")).to_be_visible()
+        expect(user_message(b.page, "Sent from another device")).to_be_visible()
+        # Sent from one tab: the other shows it too.
+        a.page.fill("#prompt", "Sent from tab A")
+        a.page.keyboard.press("Control+Enter")
+        expect(user_message(b.page, "Sent from tab A")).to_be_visible()
+
+        # A chat deleted in one tab leaves the other tab's list.
+        doomed = new_chat(stack, REPOS[2])
+        b_page.goto(f"{stack.base}/#/chats")
+        listed = b_page.locator(f'a[data-session="{doomed["session_id"]}"]')
+        expect(listed).to_be_visible()
+        b.go(f"#/chat/{doomed['session_id']}")
+        b.page.get_by_text("More").click()
+        b.page.get_by_role("button", name="Delete chat…").click()
+        dialog = b.page.get_by_role("dialog")
+        expect(dialog).to_contain_text("Delete this chat?")
+        b.shot("chat-delete-confirm")
+        dialog.get_by_role("button", name="Delete", exact=True).click()
+        b.page.wait_for_url("**/#/chats", timeout=60_000)
+        expect(listed).to_have_count(0)
+        expect(b_page.locator(f'a[data-session="{chat["session_id"]}"]')).to_be_visible()
+    finally:
+        for p in (a, b):
+            p.page.context.close()
+    assert a.console.errors == [] and b.console.errors == []
+
+
+def connected(page: Page, stream: str) -> int:
+    """Open the page's stream as opencode does (`server.connected`), then wait for the reload that follows."""
+    opened = page.evaluate("part => window.__sse.feed(part, [{type: 'server.connected', properties: {}}])", stream)
+    expect(page.locator(".messages")).not_to_have_attribute("aria-busy", "true")
+    return opened
+
+
+def recorded_reply(session_id: str, directory: str, parent_id: str) -> list[dict[str, Any]]:
+    """An assistant's turn as opencode 1.18 streams it on /event (shapes from its OpenAPI document and a real
+    session's stream): status, message, a text part grown by deltas, a shell call, a file edit, the diff."""
+    now = int(time.time() * 1000)
+    msg = "msg_zzzzzzrecorded0001"
+
+    def event(kind: str, **properties: Any) -> dict[str, Any]:
+        return {
+            "id": f"evt_rec{uuid.uuid4().hex[:12]}",
+            "type": kind,
+            "properties": {"sessionID": session_id, **properties},
+        }
+
+    def part(pid: str, kind: str, **fields: Any) -> dict[str, Any]:
+        body = {"id": f"prt_zzzz{pid}", "sessionID": session_id, "messageID": msg, "type": kind, **fields}
+        return event("message.part.updated", part=body, time=now)
+
+    info = {
+        "id": msg,
+        "sessionID": session_id,
+        "role": "assistant",
+        "time": {"created": now},
+        "parentID": parent_id,
+        "modelID": "recorded",
+        "providerID": "test",
+        "mode": "build",
+        "agent": "build",
+        "path": {"cwd": directory, "root": directory},
+        "cost": 0,
+        "tokens": {"input": 10, "output": 20, "reasoning": 0, "cache": {"read": 0, "write": 0}},
+    }
+    patch = "--- a/README.md\n+++ b/README.md\n@@ -0,0 +1,2 @@\n+# App\n+Usage: run it.\n"
+    timing = {"start": now, "end": now}
+    return [
+        event("session.status", status={"type": "busy"}),
+        event("message.updated", info=info),
+        part("01", "step-start"),
+        part("02", "text", text="", time={"start": now}),
+        *[
+            event("message.part.delta", messageID=msg, partID="prt_zzzz02", field="text", delta=piece)
+            for piece in ("I looked at the project ", "and wrote a README ", "with `usage` notes.")
+        ],
+        part(
+            "03",
+            "tool",
+            callID="call_1",
+            tool="bash",
+            state={
+                "status": "completed",
+                "input": {"command": "ls", "description": "List the files"},
+                "output": "file0.txt\nfile1.txt\nfile2.txt\n",
+                "title": "ls",
+                "metadata": {},
+                "time": timing,
+            },
+        ),
+        part(
+            "04",
+            "tool",
+            callID="call_2",
+            tool="edit",
+            state={
+                "status": "completed",
+                "input": {"filePath": f"{directory}/README.md", "oldString": "", "newString": "# App\n"},
+                "output": "",
+                "title": "README.md",
+                "metadata": {"diff": patch, "filediff": {"file": "README.md", "additions": 2, "deletions": 0}},
+                "time": timing,
+            },
+        ),
+        part("05", "text", text="Done: README.md explains how to run it.", time=timing),
+        event("message.updated", info={**info, "time": {"created": now, "completed": now}}),
+        event(
+            "session.diff",
+            diff=[{"file": "README.md", "patch": patch, "additions": 2, "deletions": 0, "status": "added"}],
+        ),
+        event("session.status", status={"type": "idle"}),
+        event("session.idle"),
+    ]
+
+
+def test_streamed_reply_renders_and_a_dropped_stream_catches_up(shimmed_phone: Phone, stack: RunningStack) -> None:
+    phone, page = shimmed_phone, shimmed_phone.page
+    chat = new_chat(stack, REPOS[0], prompt="Write a README")
+    stream = f"/event?directory={urllib.parse.quote(chat['path'], safe='')}"
+    phone.go(f"#/chat/{chat['session_id']}")
+    page.wait_for_function("part => window.__sse.open(part).length === 1", arg=stream)
+    assert connected(page, stream) == 1
+    expect(user_message(page, "Write a README")).to_be_visible()
+    parent = page.locator(".msg-user").first.get_attribute("data-message")
+
+    assert page.evaluate(
+        "([part, events]) => window.__sse.feed(part, events)",
+        [stream, recorded_reply(chat["session_id"], chat["path"], parent)],
+    )
+    reply = page.locator(".msg-assistant", has_text="I looked at the project")
+    expect(reply).to_contain_text("I looked at the project and wrote a README with usage notes.")
+    expect(reply.locator("code", has_text="usage")).to_be_visible()
+    expect(reply).to_contain_text("Done: README.md explains how to run it.")
+    bash = reply.locator("details.tool", has_text="bash")
+    expect(bash.locator("summary")).to_contain_text("List the files")
+    expect(bash.locator("summary")).to_contain_text("done")
+    edit = reply.locator("details.tool", has_text="edit")
+    expect(edit.locator("summary")).to_contain_text("README.md")
+    expect(edit.locator("summary")).to_contain_text("+2")
+    edit.locator("summary").click()
+    expect(edit.locator(".diff .add", has_text="+# App")).to_be_visible()
+    expect(page.locator(".chat-head .badge")).to_have_text("idle")
+    phone.shot("chat-streamed")
+    phone.fits_narrow_screen("chat-streamed")
+
+    page.get_by_role("button", name="Changes").click()
+    changes = page.get_by_role("region", name="Changes")
+    expect(changes).to_contain_text("1 file changed")
+    expect(changes.locator(".diff .add", has_text="+Usage: run it.")).to_be_visible()
+    phone.shot("chat-changes")
+    phone.fits_narrow_screen("chat-changes")
+    page.get_by_role("button", name="Conversation").click()
+
+    # The phone sleeps: the stream drops, and meanwhile a message is sent from elsewhere.
+    page.evaluate("part => window.__sse.drop(part)", stream)
+    expect(page.locator(".stream-note")).to_contain_text("Reconnecting")
+    prompt_via_api(stack, chat, "Sent while the phone slept")
+    page.wait_for_timeout(300)
+    expect(user_message(page, "Sent while the phone slept")).to_have_count(0)
+    # It comes back: a new stream, the messages reloaded (the missed one shows), then the stream resumes.
+    page.wait_for_function("part => window.__sse.open(part).length === 1", arg=stream, timeout=10_000)
+    assert page.evaluate("part => window.__sse.count(part)", stream) == 2
+    assert connected(page, stream) == 1
+    expect(user_message(page, "Sent while the phone slept")).to_be_visible()
+    expect(page.locator(".stream-note")).to_be_hidden()
+    resumed = recorded_reply(chat["session_id"], chat["path"], parent)
+    for e in resumed:
+        if e["type"] == "message.updated":
+            e["properties"]["info"]["id"] = "msg_zzzzzzrecorded0002"
+        elif "part" in e["properties"]:
+            e["properties"]["part"]["messageID"] = "msg_zzzzzzrecorded0002"
+            e["properties"]["part"]["id"] += "b"
+        elif e["type"] == "message.part.delta":
+            e["properties"]["messageID"] = "msg_zzzzzzrecorded0002"
+            e["properties"]["partID"] += "b"
+    page.evaluate("([part, events]) => window.__sse.feed(part, events)", [stream, resumed])
+    expect(page.locator(".msg-assistant", has_text="I looked at the project")).to_have_count(1)
+    expect(page.locator(".msg-assistant").last).to_contain_text("Done: README.md explains how to run it.")
+
+
+def test_resources_list_the_worktree_and_run_a_gc_dry_run(phone: Phone, stack: RunningStack) -> None:
+    chat = new_chat(stack, REPOS[0])
+    page = phone.page
+    phone.go("#/resources")
+    worktree = page.locator(f'[data-worktree="{chat["worktree"]}"]')
+    expect(worktree).to_contain_text(chat["branch"])
+    expect(worktree).to_contain_text("clean")
+    expect(worktree.get_by_role("link", name="Open chat")).to_have_attribute("href", f"#/chat/{chat['session_id']}")
+    expect(page.locator(f'[data-repo="{REPOS[0]}"]')).to_contain_text("worktree")
+    expect(page.get_by_role("img", name="used")).to_be_visible()
+    expect(page.locator("#gc")).to_contain_text("Runs by itself every")
+
+    page.get_by_role("button", name="Dry run").click()
+    result = page.locator(".gc-run")
+    expect(result.get_by_role("heading", name="Dry run: what would go")).to_be_visible(timeout=60_000)
+    expect(result.locator(".item", has_text=chat["worktree"])).to_contain_text("kept")
+    expect(page.locator("#jobs .item").first).to_contain_text("gc")
+    phone.shot("resources")
+    phone.fits_narrow_screen("resources")
+
+
+def test_a_refused_delete_shows_the_servers_reason_verbatim(phone: Phone, stack: RunningStack) -> None:
+    chat = new_chat(stack, REPOS[1])
+    (Path(chat["path"]) / "work-in-progress.txt").write_text("not committed yet\n")
+    owner, name = chat["repo"].split("/")
+    status, refusal = stack.request("DELETE", f"/admin/worktrees/{owner}/{name}/{chat['worktree']}")
+    assert status == 409  # what the page must show, word for word
+
+    page = phone.page
+    phone.console.expect_failure(409, "/admin/worktrees/")
+    phone.go("#/resources")
+    worktree = page.locator(f'[data-worktree="{chat["worktree"]}"]')
+    expect(worktree).to_contain_text("uncommitted changes")
+    worktree.get_by_role("button", name="Delete").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Delete the worktree")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+    expect(worktree.locator(".error")).to_have_count(0)
+
+    worktree.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete", exact=True).click()
+    error = worktree.get_by_role("alert")
+    expect(error.locator(".error-text")).to_have_text(refusal["message"])
+    expect(worktree.get_by_role("button", name="Delete anyway…")).to_be_visible()
+    phone.shot("resources-refused")
+    phone.fits_narrow_screen("resources-refused")
+    assert Path(chat["path"]).exists()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_artifacts() -> None:
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    ARTIFACTS.mkdir(parents=True)
+    (ARTIFACTS / "README.txt").write_text(json.dumps({"made_by": "tests/test_web.py", "viewport": PHONE}) + "\n")
