@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
+import statistics
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -160,6 +163,44 @@ def test_secrets_stay_out_of_files_and_processes(stack: RunningStack) -> None:
     for environ, cmdline in each_process(stack, lambda p: (p.environ(), p.cmdline())):
         assert "CADDY_AUTH_PASSWORD" not in environ, cmdline
         assert PASSWORD not in " ".join(cmdline)
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x1", path)
+
+
+def test_every_route_needs_credentials(stack: RunningStack) -> None:
+    """Every operation of the sidecar's spec and of opencode's, called without credentials: 401, but health."""
+    status, sidecar_spec = stack.request("GET", "/admin/openapi.json")
+    status_oc, opencode_spec = stack.request("GET", "/doc")
+    assert status == 200 and status_oc == 200
+    checked = 0
+    for spec in (sidecar_spec, opencode_spec):
+        for path, operations in spec["paths"].items():
+            for method in operations:
+                if method.upper() not in {"GET", "POST", "PUT", "PATCH", "DELETE"}:
+                    continue
+                expected = 200 if path == "/admin/health" else 401
+                answer, _ = stack.request(method.upper(), _concrete(path), {} if method != "get" else None, auth=None)
+                assert answer == expected, (method, path, answer)
+                checked += 1
+    assert checked > 150
+
+
+def test_wrong_passwords_cost_as_much_as_unknown_users(stack: RunningStack) -> None:
+    """Every fresh guess costs a bcrypt comparison, for a known user or not, so timing tells a guesser nothing
+    (Caddy answers a repeated user/password pair from its cache, which tells nothing either)."""
+
+    def seconds(user: str, password: str) -> float:
+        start = time.perf_counter()
+        assert stack.request("GET", "/admin/repos", auth=(user, password))[0] == 401
+        return time.perf_counter() - start
+
+    wrong_password = [seconds(USER, f"nope{i}") for i in range(3)]
+    wrong_user = [seconds(f"nobody{i}", f"guess{i}") for i in range(3)]
+    assert min(wrong_password + wrong_user) > 0.1, "bcrypt was not run"
+    ratio = statistics.mean(wrong_password) / statistics.mean(wrong_user)
+    assert 0.5 < ratio < 2, (wrong_password, wrong_user)
 
 
 def test_a_dying_service_takes_the_stack_down(stack: RunningStack) -> None:
