@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -45,7 +47,24 @@ def worker_registered(redis_url: str) -> Probe:
     return lambda: redis_answers(redis_url) and bool(Worker.all(connection=Redis.from_url(redis_url)))
 
 
-def boot(tmp: Path, idle_seconds: float) -> None:
+AUTH = "Basic " + base64.b64encode(b"bench:bench-password").decode()
+
+
+@dataclass
+class ProductionStack:
+    proc: subprocess.Popen[bytes]
+    ports: dict[str, int]
+    ready: dict[str, float]  # seconds from start until each service answered
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['HTTP']}"
+
+
+@contextlib.contextmanager
+def production_stack(tmp: Path, **extra_env: str) -> Iterator[ProductionStack]:
+    """`bin/start` on free loopback ports with its data in `tmp`; yields once /admin/health is 200 through Caddy,
+    stops it with SIGTERM at the end."""
     ports = {name: free_port() for name in ("HTTP", "REDIS", "OPENCODE", "SIDECAR")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MECODES_", "REDIS_URL", "OPENCODE_URL"))}
     env |= {f"MECODES_{name}_PORT": str(port) for name, port in ports.items()}
@@ -57,9 +76,9 @@ def boot(tmp: Path, idle_seconds: float) -> None:
         "MECODES_OPENCODE_HOME": str(tmp / "opencode"),
         "MECODES_RUN_DIR": str(tmp / "run"),
         "HOME": str(tmp / "home"),
+        **extra_env,
     }
     redis_url = f"redis://127.0.0.1:{ports['REDIS']}/0"
-    auth = "Basic " + base64.b64encode(b"bench:bench-password").decode()
     probes: dict[str, Probe] = {
         "redis": lambda: redis_answers(redis_url),
         "sidecar": answers(f"http://127.0.0.1:{ports['SIDECAR']}/admin/openapi.json"),
@@ -81,7 +100,18 @@ def boot(tmp: Path, idle_seconds: float) -> None:
                 if name not in ready and probe():
                     ready[name] = time.perf_counter() - start
             time.sleep(0.05)
-        assert answers(f"http://127.0.0.1:{ports['HTTP']}/admin/repos", auth)(), "authenticated request failed"
+        assert answers(f"http://127.0.0.1:{ports['HTTP']}/admin/repos", AUTH)(), "authenticated request failed"
+        yield ProductionStack(proc, ports, ready)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stop_start = time.perf_counter()
+        code = proc.wait(120)
+        print(f"{'stop on SIGTERM':<32}{time.perf_counter() - stop_start:.2f} s, exit code {code}")
+
+
+def boot(tmp: Path, idle_seconds: float) -> None:
+    with production_stack(tmp) as stack:
+        proc, ready = stack.proc, stack.ready
         time.sleep(idle_seconds)  # let start-up work settle before reading memory
         print("\nmecodes stack benchmark: first boot (empty volume), then idle")
         print(f"{'ready after (s)':<32}")
@@ -97,11 +127,6 @@ def boot(tmp: Path, idle_seconds: float) -> None:
             total += mb
             print(f"  {name:<30}{mb:>6.1f}  ({len(family)} process(es), RSS summed)")
         print(f"  {'total':<30}{total:>6.1f}")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        stop_start = time.perf_counter()
-        code = proc.wait(120)
-        print(f"{'stop on SIGTERM':<32}{time.perf_counter() - stop_start:.2f} s, exit code {code}")
 
 
 def main() -> None:
