@@ -99,6 +99,8 @@ class Git:
             )
         except subprocess.TimeoutExpired as exc:
             raise self._failure(args, str(exc.stderr or ""), f"timed out after {timeout:g}s") from None
+        except OSError as exc:  # e.g. its folder was removed meanwhile
+            raise self._failure(args, "", f"could not start ({exc.strerror}: {cwd})") from None
         if proc.returncode != 0:
             raise self._failure(args, proc.stderr, f"failed (exit {proc.returncode})")
         return GitResult(proc.stdout, self._clean(proc.stderr))
@@ -108,15 +110,18 @@ class Git:
     ) -> GitResult:
         """Run a network command with `--progress`, reporting (phase, percent) as git prints them."""
         timeout = timeout or self.settings.clone_timeout
-        proc = subprocess.Popen(
-            [*_TIED, "git", *args],
-            cwd=cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group, killed whole on time-out
-        )
+        try:
+            proc = subprocess.Popen(
+                [*_TIED, "git", *args],
+                cwd=cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group, killed whole on time-out
+            )
+        except OSError as exc:
+            raise self._failure(args, "", f"could not start ({exc.strerror}: {cwd})") from None
         timed_out = threading.Event()
 
         def kill_on_deadline() -> None:

@@ -202,7 +202,15 @@ def repo_worktrees(layout: Layout, git: Git, repo: RepoName, with_state: bool = 
 
 
 def all_worktrees(layout: Layout, git: Git, with_state: bool = True) -> list[WorktreeInfo]:
-    return [w for repo in cached_repos(layout) for w in repo_worktrees(layout, git, repo, with_state)]
+    found = []
+    for repo in cached_repos(layout):
+        try:
+            found += repo_worktrees(layout, git, repo, with_state)
+        except GitError:
+            if layout.is_cached(repo):
+                raise
+            # removed while we looked: nothing to list
+    return found
 
 
 def session_link(layout: Layout, repo: RepoName, worktree: Path) -> Path:

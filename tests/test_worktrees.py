@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 
@@ -115,3 +116,14 @@ def test_delete_repo(client: FlaskClient, api: Api, repo_name: str, settings) ->
     assert repo_name not in [r["repo"] for r in client.get("/admin/repos").get_json()["repos"]]
     assert client.delete(f"/admin/repos/{repo_name}").status_code == 404
     assert list((settings.data_dir / "tmp").iterdir()) == []
+
+
+def test_a_folder_removed_while_listing_is_no_error(settings: Settings, tmp_path: Path) -> None:
+    """A worktree removed between git listing it and its state being read: a GitError, so no state, not a 500."""
+    from sidecar.gitcmd import Git, GitError
+    from sidecar.inventory import _state_or_none
+
+    gone = tmp_path / "gone"
+    with pytest.raises(GitError, match="could not start"):
+        Git(settings).run(["status"], cwd=gone)
+    assert _state_or_none(Git(settings), gone) is None

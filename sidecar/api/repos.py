@@ -10,8 +10,9 @@ from flask_smorest.error_handler import ErrorSchema
 
 from sidecar.api.errors import parse_path
 from sidecar.api.jobs import job_view
-from sidecar.inventory import cached_repos, repo_info, repo_worktrees
-from sidecar.names import parse_repo
+from sidecar.gitcmd import GitError
+from sidecar.inventory import RepoInfo, cached_repos, repo_info, repo_worktrees
+from sidecar.names import RepoName, parse_repo
 from sidecar.schemas import CloneRequest, ForceQuery, JobSchema, RepoListSchema
 from sidecar.services import services
 from worker import jobs as worker_jobs
@@ -36,8 +37,18 @@ class Repos(MethodView):
     def get(self) -> dict[str, Any]:
         """Cached repos, read from disk."""
         svc = services()
-        infos = [repo_info(svc.layout, svc.git, repo) for repo in cached_repos(svc.layout)]
+        infos = [info for repo in cached_repos(svc.layout) if (info := _info_if_still_there(repo))]
         return {"repos": [{**vars(i), "repo": str(i.repo), "path": str(i.path)} for i in infos]}
+
+
+def _info_if_still_there(repo: RepoName) -> RepoInfo | None:
+    svc = services()
+    try:
+        return repo_info(svc.layout, svc.git, repo)
+    except GitError:
+        if svc.layout.is_cached(repo):
+            raise
+        return None  # removed while we looked
 
 
 @blp.route("/<owner>/<name>")
