@@ -335,3 +335,28 @@ def opencode_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = start_opencode(tmp_path_factory.mktemp("opencode"))
     yield server.url
     server.stop()
+
+
+def start_sidecar(log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """The sidecar under real gunicorn, as the Procfile runs it, on a free loopback port; returns (process, URL)."""
+    port = free_port()
+    args = ["--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4", "--worker-class", "gthread"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [Path(sys.executable).parent / "gunicorn", *args, "--no-control-socket", "sidecar:create_app()"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/admin/openapi.json", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    wait_until(up, 20, "gunicorn")
+    return proc, url

@@ -7,13 +7,12 @@ import os
 import re
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SECRET_TOKEN, free_port, wait_until
+from tests.conftest import SECRET_TOKEN, start_sidecar
 from tests.support.fake_github import FakeGitHub
 
 BIN = Path(sys.executable).parent
@@ -26,39 +25,9 @@ def sidecar_url(
 ) -> Iterator[str]:
     """The sidecar with everything it talks to up (Redis, a worker, opencode, a GitHub stand-in), so that a 5xx
     can only be the sidecar's own fault."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("fuzz") / "gunicorn.log").open("wb")
     github = FakeGitHub(SECRET_TOKEN, [{"full_name": "octo/one", "private": False}]).__enter__()
     env = {**os.environ, "OPENCODE_URL": opencode_url, "GITHUB_API_URL": github.url}
-    proc = subprocess.Popen(
-        [
-            BIN / "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
-            "--no-control-socket",
-            "sidecar:create_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(f"{url}/admin/openapi.json", timeout=2):
-                return True
-        except OSError:
-            return False
-
-    wait_until(up, 20, "gunicorn")
+    proc, url = start_sidecar(tmp_path_factory.mktemp("fuzz") / "gunicorn.log", env)
     yield url
     proc.terminate()
     proc.wait(10)

@@ -9,10 +9,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
 
-from sidecar.api.errors import parse_path
+from sidecar.api.errors import parse_path, refuse_if_holding_work
 from sidecar.api.jobs import job_view
 from sidecar.chats import chat_entries
-from sidecar.inventory import default_branch, find_by_opencode_session, work_state
+from sidecar.inventory import default_branch, find_by_opencode_session
 from sidecar.names import parse_repo, parse_session_id
 from sidecar.opencode import Opencode
 from sidecar.schemas import ChatListSchema, ForceQuery, JobSchema, NewChatRequest, PushRequest
@@ -77,13 +77,7 @@ class Chat(MethodView):
         if worktree is None and client.session(session_id) is None:
             abort(404, message=f"no chat with session {session_id}")
         if worktree is not None and worktree.exists and not query["force"]:
-            state = work_state(svc.git, worktree.path)
-            if state.holds_work:
-                abort(
-                    409,
-                    message=f"the chat's worktree holds {state.describe()}; push it or use force=true",
-                    errors={"dirty": state.dirty, "unpushed_commits": state.unpushed_commits},
-                )
+            refuse_if_holding_work(svc.git, worktree.path, "the chat's worktree")
         job, _ = svc.jobs.active_or_enqueue(
             f"delete-chat:{session_id}", "delete_chat", worker_jobs.delete_chat, session_id, query["force"]
         )

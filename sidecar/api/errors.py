@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from flask_smorest import abort
 
+from sidecar.gitcmd import Git
+from sidecar.inventory import work_state
 from sidecar.names import InvalidName
 
 T = TypeVar("T")
@@ -21,3 +24,14 @@ def parse_path(field: str, parser: Callable[[str], T], value: str) -> T:
         return parser(value)
     except InvalidName as exc:
         invalid("path", field, str(exc))
+
+
+def refuse_if_holding_work(git: Git, worktree: Path, what: str) -> None:
+    """409, naming the work, when the worktree holds uncommitted changes or commits on no remote branch."""
+    state = work_state(git, worktree)
+    if state.holds_work:
+        abort(
+            409,
+            message=f"{what} holds {state.describe()}; push it or use force=true",
+            errors={"dirty": state.dirty, "unpushed_commits": state.unpushed_commits},
+        )

@@ -8,10 +8,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
 
-from sidecar.api.errors import parse_path
+from sidecar.api.errors import parse_path, refuse_if_holding_work
 from sidecar.api.jobs import job_view
 from sidecar.chats import statuses_by_session
-from sidecar.inventory import WorktreeInfo, all_worktrees, find_worktree, work_state
+from sidecar.inventory import WorktreeInfo, all_worktrees, find_worktree
 from sidecar.names import parse_repo, parse_session_id
 from sidecar.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
 from sidecar.schemas import ForceQuery, JobSchema, WorktreeListSchema, WorktreeRequest
@@ -104,13 +104,7 @@ class Worktree(MethodView):
         if info is None:
             abort(404, message=f"no worktree for session {session_id} of {repo}")
         if info.exists and not query["force"]:
-            state = work_state(svc.git, info.path)
-            if state.holds_work:
-                abort(
-                    409,
-                    message=f"worktree of session {session_id} holds {state.describe()}; push it or use force=true",
-                    errors={"dirty": state.dirty, "unpushed_commits": state.unpushed_commits},
-                )
+            refuse_if_holding_work(svc.git, info.path, f"worktree of session {session_id}")
         job, _ = svc.jobs.active_or_enqueue(
             f"delete-worktree:{repo.slug}:{session_id}",
             "delete_worktree",
