@@ -1,5 +1,6 @@
 """What the benchmarks share: a temporary folder, a generated origin repo, the stack (redis-server, RQ worker,
-gunicorn sidecar on free 127.0.0.1 ports) and a small JSON client that waits for jobs."""
+gunicorn sidecar on free 127.0.0.1 ports, and `opencode serve` when asked for) and a small JSON client that waits
+for jobs."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -68,8 +70,9 @@ def latency_text(seconds: list[float]) -> str:
     return f"median {median_ms(seconds):.2f} ms, p99 {p99:.2f} ms ({len(seconds)} calls)"
 
 
-def print_table_header() -> None:
-    print(f"{'operation':<28}{'API ms':>10}{'in-job ms':>11}{'raw git ms':>12}{'API/raw':>9}")
+def print_table_header(raw: str = "raw git ms") -> None:
+    """The header of the table; `raw` names the column of the raw equivalent."""
+    print(f"{'operation':<28}{'API ms':>10}{'in-job ms':>11}{raw:>12}{'API/raw':>9}")
 
 
 def print_table_row(name: str, api_ms: float, in_job_ms: float, raw_ms: float | None) -> None:
@@ -292,4 +295,42 @@ def running_stack(tmp: Path, git_base_url: str, **env: str) -> Iterator[Stack]:
             yield Stack(api, data, *services)
         except Exception:
             print_log_tails(services)
+            raise
+
+
+@dataclass
+class OpencodeServer:
+    service: Service
+    url: str
+    api: Api  # to opencode's own HTTP API
+
+
+def opencode_healthy(url: str) -> bool:
+    """Whether `GET /global/health` says healthy within a second (a request sent while opencode is still starting
+    may never be answered)."""
+    try:
+        with urllib.request.urlopen(f"{url}/global/health", timeout=1) as response:
+            return json.load(response).get("healthy") is True
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def running_opencode(home: Path) -> Iterator[OpencodeServer]:
+    """`opencode serve` (node_modules/.bin) on a free 127.0.0.1 port, with HOME, its XDG folders (data, state, config,
+    cache) and its log in `home`, ready once healthy. On an error in the body, prints the end of its log. Stopped at
+    the end."""
+    home.mkdir()
+    port = free_port()
+    env = os.environ | {"HOME": str(home)}
+    env |= {f"XDG_{kind}_HOME": str(home / kind.lower()) for kind in ("DATA", "STATE", "CONFIG", "CACHE")}
+    cmd = [str(ROOT / "node_modules" / ".bin" / "opencode"), "serve", "--hostname", "127.0.0.1", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    with ExitStack() as exits:
+        service = start(exits, "opencode", cmd, env, home)
+        try:
+            wait_ready("opencode to report healthy", lambda: opencode_healthy(url), [service], timeout=60)
+            yield OpencodeServer(service, url, Api(port))
+        except Exception:
+            print_log_tails([service])
             raise
