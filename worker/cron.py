@@ -8,6 +8,7 @@ import signal
 import time
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq.cron import CronScheduler
 
 from sidecar.config import Settings
@@ -49,9 +50,15 @@ def run_scheduler(settings: Settings) -> None:
         meta={"kind": "gc"},
         name=cron_name(settings),
     )
-    scheduler.acquire_lease()
     log.info("GC every %d s on queue %s", settings.gc_interval, settings.queue_name)
-    scheduler.start()
+    while True:
+        try:
+            scheduler.acquire_lease()
+            scheduler.start()  # returns when asked to stop
+            return
+        except RedisError as exc:  # Redis went away (e.g. restarted): keep the schedule, try again
+            log.warning("GC scheduler lost Redis (%s); retrying", exc)
+            time.sleep(LEASE_SECONDS / 36)
 
 
 def spawn_scheduler(settings: Settings) -> int:
