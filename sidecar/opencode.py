@@ -87,9 +87,6 @@ class Opencode:
         statuses = self._call("GET", "/session/status", directory)
         return {sid: status.get("type", "busy") for sid, status in statuses.items()}
 
-    def messages(self, session_id: str, directory: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/session/{_quoted(session_id)}/message", directory)
-
     def abort(self, session_id: str, directory: str) -> None:
         self._call("POST", f"/session/{_quoted(session_id)}/abort", directory)
 
