@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis import Redis
 
 from sidecar.gitcmd import CREDENTIAL_HELPER
 from tests.conftest import SECRET_TOKEN, Origin, Stack, StackFactory, git
@@ -91,7 +90,6 @@ def test_github_refusals(origin: Origin, stack_factory: StackFactory, github: Fa
     status, again = listing(limited, "?refresh=true")
     assert status == 503 and again["reset_at"] == body["reset_at"]
     assert len(github.requests) == asked, "no asking again before the limit resets"
-    Redis.from_url(limited.settings.redis_url).delete("mecodes:github:rate-limited-until")
 
     status, _ = listing(limited, "?page=0")
     assert status == 422

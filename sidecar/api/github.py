@@ -26,18 +26,20 @@ RATE_LIMITED = "mecodes:github:rate-limited-until"
 def _all_repos(refresh: bool) -> list[dict[str, Any]]:
     svc = services()
     settings, redis = svc.settings, svc.jobs.redis
-    # Keyed by a digest of the token (never the token): another token sees another list.
-    key = f"mecodes:github:repos:{hashlib.sha256(settings.github_token.encode()).hexdigest()[:16]}"
+    # Keyed by a digest of the API and the token (never the token): another token sees another list.
+    identity = hashlib.sha256(f"{settings.github_api_url}\n{settings.github_token}".encode()).hexdigest()[:16]
+    key = f"mecodes:github:repos:{identity}"
     if not refresh and (cached := redis.get(key)):
         return json.loads(cached)
-    if reset := redis.get(RATE_LIMITED):  # used up: answer from here until it resets, don't ask again
+    rate_limited = f"{RATE_LIMITED}:{identity}"
+    if reset := redis.get(rate_limited):  # used up: answer from here until it resets, don't ask again
         reset_at = datetime.fromisoformat(reset.decode())
         raise GitHubError(503, f"GitHub's rate limit is used up until {reset_at}", reset_at)
     try:
         found = GitHub(settings.github_api_url, settings.github_token).repos()
     except GitHubError as error:
         if error.reset_at and (seconds := int((error.reset_at - datetime.now(UTC)).total_seconds())) > 0:
-            redis.set(RATE_LIMITED, error.reset_at.isoformat(), ex=seconds)
+            redis.set(rate_limited, error.reset_at.isoformat(), ex=seconds)
         raise
     repos = [{f: r.get(f) for f in FIELDS} for r in found]
     redis.set(key, json.dumps(repos), ex=settings.github_cache_ttl)
