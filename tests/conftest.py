@@ -175,12 +175,11 @@ def start_worker(env: dict[str, str], log: Path) -> WorkerProcess:
     )
     worker = WorkerProcess(proc, log)
     settings = replace(load_settings(), queue_name=env["MECODES_QUEUE"], redis_url=env["REDIS_URL"])
-    from rq import Queue
-
-    from sidecar.workers import live_workers
+    from rq import Queue, Worker
 
     queue = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
-    wait_until(lambda: any(True for _ in live_workers(queue)), 20, "the worker to register")
+    # This process, not any worker already serving the queue: recovery runs before registration.
+    wait_until(lambda: proc.pid in [w.pid for w in Worker.all(queue=queue)], 20, "the worker to register")
     return worker
 
 

@@ -6,17 +6,19 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from redis import Redis
+from rq import Queue
 
 from sidecar.layout import Layout
 from sidecar.names import parse_repo
 from tests.conftest import Origin, Stack, StackFactory, git, wait_until
 from tests.support.githttp import GitHttpServer
 from worker.__main__ import STOPPED
-from worker.recovery import ABANDONED
+from worker.recovery import ABANDONED, fail_abandoned_jobs
 
 
 @pytest.fixture
@@ -109,3 +111,20 @@ def test_second_sigterm_fails_the_running_job_at_once(stack: Stack, origin: Orig
     failed = stack.status(job)
     assert failed["status"] == "failed" and failed["error"] == STOPPED
     assert not Layout(stack.settings.data_dir).is_cached(parse_repo(name))
+
+
+def test_recovery_beside_a_live_worker_fails_nothing(stack: Stack, origin: Origin) -> None:
+    """A second worker starting up runs recovery while the first starts jobs. A job between dequeue and its
+    work horse marking it `started` once looked abandoned (status and worker read at different moments)."""
+    name = f"live{uuid.uuid4().hex[:6]}/repo"
+    origin.create(name, files=20)
+    stack.api.clone(name)
+    queue = Queue(stack.settings.queue_name, connection=Redis.from_url(stack.settings.redis_url))
+    with ThreadPoolExecutor(4) as pool:
+        creations = [pool.submit(stack.api.worktree, name, f"s{i}") for i in range(24)]
+        wrongly_failed: set[str] = set()
+        while not all(c.done() for c in creations):
+            wrongly_failed |= fail_abandoned_jobs(queue)
+        results = [c.result() for c in creations]
+    assert not wrongly_failed
+    assert all(r["status"] == "finished" for r in results), [r["error"] for r in results]

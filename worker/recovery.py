@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 import shutil
 
+from redis import Redis
 from rq import Queue
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.utils import parse_composite_key
 
 from sidecar.gitcmd import Git
 from sidecar.layout import Layout
@@ -26,21 +29,32 @@ log = logging.getLogger(__name__)
 ABANDONED = "the worker running this job died (killed or restarted) before it finished; send the request again"
 
 
+def _worker_of(redis: Redis, composite_key: str, job: Job) -> str:
+    """The worker that owns this registry entry. The execution record is written with the entry in one
+    transaction, so it names the worker even before the work horse has marked the job `started`."""
+    job_id, execution_id = parse_composite_key(composite_key)
+    try:
+        return Execution.fetch(execution_id, job_id, connection=redis).worker_name or job.worker_name or ""
+    except ValueError:  # the execution record expired
+        return job.worker_name or ""
+
+
 def fail_abandoned_jobs(queue: Queue) -> set[str]:
     redis = queue.connection
     registry = StartedJobRegistry(queue=queue)
     abandoned: set[str] = set()
-    for entry, _score in redis.zrange(registry.key, 0, -1, withscores=True):
-        job_id = registry.parse_job_id(entry.decode())
-        job = Job.fetch_many([job_id], connection=redis)[0]
-        if job is None or job.get_status() != JobStatus.STARTED:
+    for raw, _score in redis.zrange(registry.key, 0, -1, withscores=True):
+        entry = raw.decode()
+        job = Job.fetch_many([registry.parse_job_id(entry)], connection=redis)[0]
+        if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
             continue
-        if job.worker_name and worker_alive(redis, job.worker_name):
+        worker_name = _worker_of(redis, entry, job)
+        if worker_name and worker_alive(redis, worker_name):
             continue
         job.meta["error"] = ABANDONED
         job.save_meta()
         redis.zadd(registry.key, {entry: 0})  # expire it now, so RQ's own cleanup fails it
-        abandoned.add(job_id)
+        abandoned.add(job.id)
     if abandoned:
         registry.cleanup(timestamp=1)
         log.warning("marked %d abandoned job(s) failed: %s", len(abandoned), ", ".join(sorted(abandoned)))
