@@ -4,65 +4,33 @@ with `Link` headers, with rate-limit headers), `POST /repos/{o}/{n}/pulls` and `
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.loopback import LoopbackServer, reply_json
 
-class FakeGitHub:
+
+class FakeGitHub(LoopbackServer):
     def __init__(self, token: str, repos: list[dict[str, Any]]):
+        super().__init__()
         self.token = token
         self.repos = repos
         self.pulls: list[dict[str, Any]] = []
         self.requests: list[str] = []
         self.rate_limited = False
-        fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._serve(self)
-
-            def do_POST(self) -> None:
-                fake._serve(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> FakeGitHub:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def _reply(self, handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str]) -> None:
-        raw = json.dumps(body).encode()
-        handler.send_response(status)
-        for key, value in {"Content-Type": "application/json", "Content-Length": str(len(raw)), **headers}.items():
-            handler.send_header(key, value)
-        handler.end_headers()
-        handler.wfile.write(raw)
-
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+    def serve(self, handler: BaseHTTPRequestHandler) -> None:
         url = urlsplit(handler.path)
         self.requests.append(f"{handler.command} {url.path}")
         reset = str(int(time.time()) + 3600)
         if self.rate_limited:
             limits = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
-            return self._reply(handler, 403, {"message": "API rate limit exceeded"}, limits)
+            return reply_json(handler, 403, {"message": "API rate limit exceeded"}, limits)
         limits = {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4999", "X-RateLimit-Reset": reset}
         if handler.headers.get("Authorization") != f"Bearer {self.token}":
-            return self._reply(handler, 401, {"message": "Bad credentials"}, limits)
+            return reply_json(handler, 401, {"message": "Bad credentials"}, limits)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         length = int(handler.headers.get("Content-Length") or 0)
         body = json.loads(handler.rfile.read(length)) if length else None
@@ -72,16 +40,16 @@ class FakeGitHub:
             if page * per_page < len(self.repos):
                 next_query = "&".join(f"{k}={v}" for k, v in {**query, "page": page + 1}.items())
                 limits["Link"] = f'<{self.url}/user/repos?{next_query}>; rel="next"'
-            return self._reply(handler, 200, chunk, limits)
+            return reply_json(handler, 200, chunk, limits)
         parts = url.path.strip("/").split("/")
         if len(parts) == 4 and parts[0] == "repos" and parts[3] == "pulls":
             full_name = f"{parts[1]}/{parts[2]}"
             if handler.command == "GET":
                 head = query.get("head", "")
                 mine = [p for p in self.pulls if p["repo"] == full_name and f"{parts[1]}:{p['head']}" == head]
-                return self._reply(handler, 200, mine, limits)
+                return reply_json(handler, 200, mine, limits)
             if any(p["repo"] == full_name and p["head"] == body["head"] for p in self.pulls):
-                return self._reply(handler, 422, {"message": "A pull request already exists"}, limits)
+                return reply_json(handler, 422, {"message": "A pull request already exists"}, limits)
             number = len(self.pulls) + 1
             pull = {
                 **body,
@@ -90,5 +58,5 @@ class FakeGitHub:
                 "html_url": f"https://github.example/{full_name}/pull/{number}",
             }
             self.pulls.append(pull)
-            return self._reply(handler, 201, pull, limits)
-        return self._reply(handler, 404, {"message": "Not Found"}, limits)
+            return reply_json(handler, 201, pull, limits)
+        return reply_json(handler, 404, {"message": "Not Found"}, limits)

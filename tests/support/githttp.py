@@ -9,49 +9,28 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tests.support.loopback import LoopbackServer
 
-class GitHttpServer:
+
+class GitHttpServer(LoopbackServer):
     def __init__(self, root: Path, delay: float = 0.0, chunk: int = 16384, auth: tuple[str, str] | None = None):
+        super().__init__()
         self.root = root
         self.auth = "Basic " + base64.b64encode(":".join(auth).encode()).decode() if auth else None
         self.seen_auth: list[str] = []
         self.delay = delay
         self.chunk = chunk
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                server._serve(self)
-
-            def do_POST(self) -> None:
-                server._serve(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        return f"{self.url}/"
 
-    def __enter__(self) -> GitHttpServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+    def serve(self, handler: BaseHTTPRequestHandler) -> None:
         if self.auth:
             given = handler.headers.get("Authorization", "")
             self.seen_auth.append(given)
