@@ -13,6 +13,8 @@ import urllib.request
 from typing import Any
 
 IDLE = "idle"
+ERROR = "error"  # ours: idle, and the last reply ended in an error
+ABORTED = "MessageAbortedError"
 SESSION_PREFIX = "ses"
 
 
@@ -86,6 +88,15 @@ class Opencode:
         """Session id → status (busy, retry, ...) for the sessions of `directory` that are not idle."""
         statuses = self._call("GET", "/session/status", directory)
         return {sid: status.get("type", "busy") for sid, status in statuses.items()}
+
+    def last_error(self, session_id: str, directory: str) -> str | None:
+        """Why the session's last reply failed, if it did; an abort the user asked for is not a failure."""
+        messages = self._call("GET", f"/session/{_quoted(session_id)}/message", directory, limit=1) or []
+        info = messages[-1].get("info", {}) if messages else {}
+        error = info.get("error") if info.get("role") == "assistant" else None
+        if not isinstance(error, dict) or error.get("name") == ABORTED:
+            return None
+        return str((error.get("data") or {}).get("message") or error.get("name") or "the reply failed")
 
     def abort(self, session_id: str, directory: str) -> None:
         self._call("POST", f"/session/{_quoted(session_id)}/abort", directory)

@@ -199,7 +199,11 @@ class ChatSchema(StrictSchema):
     title = fields.String(allow_none=True)
     repo = fields.String(allow_none=True)
     branch = fields.String(allow_none=True)
-    status = fields.String(allow_none=True, metadata={"description": "idle, busy, retry; null without a session"})
+    status = fields.String(
+        allow_none=True,
+        metadata={"description": "idle, busy, retry, or error (the last reply failed); null without a session"},
+    )
+    last_error = fields.String(allow_none=True, metadata={"description": "why the last reply failed"})
     last_activity = fields.DateTime(allow_none=True)
     has_session = fields.Boolean()
     has_worktree = fields.Boolean()

@@ -22,6 +22,7 @@ from redis import Redis
 
 from sidecar import create_app
 from sidecar.config import Settings, load_settings
+from tests.support.fake_llm import write_opencode_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_TOKEN = "ghp_TESTSENTINELtoken0123456789abcdef"
@@ -301,12 +302,15 @@ class OpencodeServer:
                 self.proc.wait(5)
 
 
-def start_opencode(home: Path) -> OpencodeServer:
-    """The real `opencode serve` (npm opencode-ai) on a free loopback port, its state under `home`."""
+def start_opencode(home: Path, llm_url: str | None = None) -> OpencodeServer:
+    """The real `opencode serve` (npm opencode-ai) on a free loopback port, its state under `home`; with
+    `llm_url`, a FakeLLM there is its model, so prompts get answered."""
     port = free_port()
     env = {**os.environ, "HOME": str(home)}
     env |= {f"XDG_{kind}_HOME": str(home / kind.lower()) for kind in ("DATA", "STATE", "CONFIG", "CACHE")}
     home.mkdir(parents=True, exist_ok=True)
+    if llm_url:
+        write_opencode_config(home / "config", llm_url)
     log = (home / "opencode.log").open("wb")
     proc = subprocess.Popen(
         [ROOT / "node_modules/.bin/opencode", "serve", "--hostname", "127.0.0.1", "--port", str(port)],

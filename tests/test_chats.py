@@ -1,7 +1,8 @@
 """Chats against the real `opencode serve`: create (with and without a prompt), list, delete, roll back, 503s.
 
 No LLM is reachable here, so a prompt is accepted and recorded but never answered (the session then keeps
-retrying, which opencode reports as a non-idle status: a busy agent, for GC and deletion)."""
+retrying, which opencode reports as a non-idle status: a busy agent, for GC and deletion). Answered turns, with a
+stand-in model, are in test_agent.py."""
 
 from __future__ import annotations
 

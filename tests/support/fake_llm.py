@@ -1,0 +1,99 @@
+"""A stand-in LLM provider: an OpenAI-compatible, streamed `/v1/chat/completions` on 127.0.0.1, so the real
+`opencode serve` runs real turns here, where no model is reachable.
+
+What it answers depends on the last user message of the conversation:
+- `FAIL <reason>`: HTTP 401 with `<reason>`, as a provider refusing an API key does (opencode does not retry it);
+- `RUN <shell command>`: a `bash` tool call running that command; once the tool's result comes back, `Done.`;
+- anything else: `Echo: <text>`, streamed in two chunks.
+opencode's side requests (a title for the session) are answered `Stub title`.
+"""
+
+from __future__ import annotations
+
+import json
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+from tests.support.loopback import LoopbackServer, reply_json
+
+PROVIDER = "stub"
+MODEL = "echo"
+
+
+def opencode_config(base_url: str) -> dict[str, Any]:
+    """opencode.json that makes this stand-in the only provider and its model the default."""
+    provider = {
+        "npm": "@ai-sdk/openai-compatible",
+        "name": "Stand-in LLM",
+        "options": {"baseURL": f"{base_url}/v1", "apiKey": "not-a-real-key"},
+        "models": {MODEL: {"name": "Echo", "tool_call": True}},
+    }
+    return {"provider": {PROVIDER: provider}, "model": f"{PROVIDER}/{MODEL}", "share": "disabled"}
+
+
+def write_opencode_config(config_home: Path, base_url: str) -> None:
+    """Into an XDG_CONFIG_HOME, before opencode starts."""
+    (config_home / "opencode").mkdir(parents=True, exist_ok=True)
+    (config_home / "opencode" / "opencode.json").write_text(json.dumps(opencode_config(base_url)))
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+def _answer(messages: list[dict[str, Any]]) -> tuple[int, str | None, dict[str, Any] | None]:
+    """(HTTP status, text to stream or error message, tool call) for this conversation."""
+    system = " ".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
+    if "title generator" in system:
+        return 200, "Stub title", None
+    if messages and messages[-1].get("role") == "tool":
+        return 200, "Done.", None
+    last = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "").strip()
+    if last.startswith("FAIL"):
+        return 401, last.removeprefix("FAIL").strip() or "refused", None
+    if last.startswith("RUN "):
+        command = last.removeprefix("RUN ").strip()
+        return 200, None, {"name": "bash", "arguments": {"command": command, "description": "Run what was asked"}}
+    return 200, f"Echo: {last}", None
+
+
+class FakeLLM(LoopbackServer):
+    """`with FakeLLM() as llm:`; `llm.url` is its base URL, `llm.requests` the bodies it was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[dict[str, Any]] = []
+
+    def serve(self, handler: BaseHTTPRequestHandler) -> None:
+        if handler.command != "POST" or not handler.path.endswith("/chat/completions"):
+            reply_json(handler, 404, {"error": {"message": "not here"}})
+            return
+        body = json.loads(handler.rfile.read(int(handler.headers.get("Content-Length") or 0)) or b"{}")
+        self.requests.append(body)
+        status, text, tool = _answer(body.get("messages") or [])
+        if status != 200:
+            reply_json(handler, status, {"error": {"message": text, "type": "invalid_request_error"}})
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        chunk = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 0, "model": MODEL}
+        if tool:
+            call = {"index": 0, "id": f"call_{len(self.requests)}", "type": "function"}
+            call["function"] = {"name": tool["name"], "arguments": json.dumps(tool["arguments"])}
+            deltas, finish = [{"role": "assistant", "tool_calls": [call]}], "tool_calls"
+        else:
+            text = text or ""
+            deltas = [{"role": "assistant", "content": text[: len(text) // 2]}, {"content": text[len(text) // 2 :]}]
+            finish = "stop"
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        choices = [[{"index": 0, "delta": d, "finish_reason": None}] for d in deltas]
+        choices.append([{"index": 0, "delta": {}, "finish_reason": finish}])
+        for i, choice in enumerate(choices):
+            event = {**chunk, "choices": choice, **({"usage": usage} if i == len(choices) - 1 else {})}
+            handler.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+            handler.wfile.flush()
+        handler.wfile.write(b"data: [DONE]\n\n")

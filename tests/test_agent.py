@@ -1,0 +1,108 @@
+"""Real agent turns: the real `opencode serve` with a stand-in model (tests/support/fake_llm.py), so a chat's
+prompt is answered, a failed reply shows as the chat's error, and the agent's own commit goes out as a PR."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SECRET_TOKEN, Origin, Stack, StackFactory, git, start_opencode, wait_until
+from tests.support.fake_github import FakeGitHub
+from tests.support.fake_llm import FakeLLM
+from tests.support.githttp import GitHttpServer
+from tests.test_chats import new_chat, oc
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def answering_opencode(tmp_path_factory: pytest.TempPathFactory, llm: FakeLLM) -> Iterator[str]:
+    server = start_opencode(tmp_path_factory.mktemp("opencode-with-llm"), llm.url)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def git_server(origin: Origin) -> Iterator[GitHttpServer]:
+    with GitHttpServer(origin.root, auth=("tester", SECRET_TOKEN)) as served:
+        yield served
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    with FakeGitHub(SECRET_TOKEN, []) as fake:
+        yield fake
+
+
+@pytest.fixture
+def stack(git_server: GitHttpServer, github: FakeGitHub, stack_factory: StackFactory, answering_opencode: str) -> Stack:
+    return stack_factory(git_server.base_url, OPENCODE_URL=answering_opencode, GITHUB_API_URL=github.url)
+
+
+@pytest.fixture
+def repo(origin: Origin) -> str:
+    name = f"agent{uuid.uuid4().hex[:6]}/app"
+    origin.create(name)
+    return name
+
+
+def listed(stack: Stack, session_id: str) -> dict[str, Any]:
+    chats = stack.client.get("/admin/chats").get_json()["chats"]
+    return next(c for c in chats if c["session_id"] == session_id)
+
+
+def settled(stack: Stack, session_id: str, status: str) -> dict[str, Any]:
+    """The chat's entry once its reply is over and it shows `status`."""
+    return wait_until(lambda: (c := listed(stack, session_id))["status"] == status and c, 60, f"the chat {status}")
+
+
+def replies(url: str, chat: dict[str, Any]) -> list[str]:
+    messages = oc(url, "GET", f"/session/{chat['session_id']}/message", chat["path"])
+    return [p["text"] for m in messages if m["info"]["role"] == "assistant" for p in m["parts"] if p["type"] == "text"]
+
+
+def test_the_prompt_is_answered(stack: Stack, repo: str, llm: FakeLLM, answering_opencode: str) -> None:
+    chat = new_chat(stack, repo=repo, prompt="Say hello")["result"]
+    entry = settled(stack, chat["session_id"], "idle")
+    assert entry["last_error"] is None
+    assert wait_until(lambda: "Echo: Say hello" in replies(answering_opencode, chat), 30, "the streamed reply")
+    assert any("Say hello" in str(r["messages"]) for r in llm.requests)
+
+
+def test_a_failed_reply_is_the_chats_error_until_the_next_one_succeeds(
+    stack: Stack, repo: str, answering_opencode: str
+) -> None:
+    chat = new_chat(stack, repo=repo, prompt="FAIL the provider refused the API key")["result"]
+    entry = settled(stack, chat["session_id"], "error")
+    assert entry["last_error"] == "the provider refused the API key"
+
+    body = {"parts": [{"type": "text", "text": "Try again"}]}
+    oc(answering_opencode, "POST", f"/session/{chat['session_id']}/prompt_async", chat["path"], body)
+    wait_until(lambda: "Echo: Try again" in replies(answering_opencode, chat), 30, "the second reply")
+    assert settled(stack, chat["session_id"], "idle")["last_error"] is None
+
+
+def test_the_agents_commit_goes_out_as_a_pull_request(
+    stack: Stack, repo: str, origin: Origin, github: FakeGitHub
+) -> None:
+    """Fire and forget, end to end: the agent edits and commits in its worktree, the phone asks for a push."""
+    author = "-c user.name=Agent -c user.email=agent@example.com"
+    task = f"RUN echo fixed > fix.txt && git add fix.txt && git {author} commit -qm 'Fix the bug'"
+    chat = new_chat(stack, repo=repo, prompt=task)["result"]
+    entry = wait_until(lambda: (c := listed(stack, chat["session_id"]))["unpushed_commits"] == 1 and c, 60, "a commit")
+    assert settled(stack, chat["session_id"], "idle")["dirty"] is False and entry["dirty"] is False
+
+    pushed = stack.api.wait(stack.client.post(f"/admin/chats/{chat['session_id']}/push", json={}).get_json())
+    assert pushed["status"] == "finished", pushed
+    head = git("rev-parse", "HEAD", cwd=Path(chat["path"])).strip()
+    assert git("rev-parse", f"refs/heads/{chat['branch']}", cwd=origin.root / f"{repo}.git").strip() == head
+    assert [(p["title"], p["head"]) for p in github.pulls] == [("Fix the bug", chat["branch"])]
+    assert listed(stack, chat["session_id"])["unpushed_commits"] == 0
