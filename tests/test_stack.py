@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from tests.conftest import ROOT, SECRET_TOKEN, TERMINAL, Origin, free_port, wait_until
+from tests.support.fake_llm import write_opencode_config
 
 USER, PASSWORD = "phone", "correct horse battery staple"
 
@@ -58,7 +59,8 @@ class RunningStack:
         return psutil.Process(self.proc.pid).children()
 
 
-def start_stack(tmp: Path, origin: Origin) -> RunningStack:
+def start_stack(tmp: Path, origin: Origin, llm_url: str | None = None) -> RunningStack:
+    """bin/start as the container runs it; with `llm_url`, opencode's model is a FakeLLM there."""
     ports = {name: str(free_port()) for name in ("HTTP", "REDIS", "OPENCODE", "SIDECAR")}
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MECODES_", "REDIS_URL", "OPENCODE_URL"))},
@@ -74,6 +76,8 @@ def start_stack(tmp: Path, origin: Origin) -> RunningStack:
         "GITHUB_TOKEN": SECRET_TOKEN,
         "HOME": str(tmp / "home"),
     }
+    if llm_url:
+        write_opencode_config(tmp / "opencode" / "config", llm_url)  # the Procfile's XDG_CONFIG_HOME for opencode
     log = tmp / "stack.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([ROOT / "bin/start"], cwd=ROOT, env=env, stdout=out, stderr=out)

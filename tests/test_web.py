@@ -1,8 +1,10 @@
 """The web app in a real browser: Debian's headless Chromium, driven by Playwright, against the production stack
 (bin/start: Caddy with basic auth, sidecar, worker, Redis, `opencode serve`) at a phone's viewport (390 by 844).
 
-No LLM is reachable here, so an assistant's streamed reply is fed to the page as recorded events through a small
-EventSource stand-in (the user's own messages and the statuses come from the real opencode, live over SSE).
+No LLM is reachable here: opencode's model is a stand-in (tests/support/fake_llm.py) that answers for real over
+opencode's own event stream (echoing, failing, running a command, or holding the stream open). The rendering of
+every part kind and the catch-up after a dropped stream are driven by recorded events through a small EventSource
+stand-in instead, so the test decides exactly what the page receives and when.
 Every test asserts that the console stayed free of errors and that no screen overflows at 360 px. Screenshots of
 each screen go to test-artifacts/web/ (git-ignored)."""
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -25,6 +28,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expec
 
 from tests.conftest import ROOT, SECRET_TOKEN, Origin, wait_until
 from tests.support.fake_github import FakeGitHub
+from tests.support.fake_llm import FakeLLM
 from tests.test_stack import PASSWORD, USER, RunningStack, start_stack
 
 CHROMIUM = "/usr/bin/chromium"
@@ -178,12 +182,20 @@ def github() -> Iterator[FakeGitHub]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, origin: Origin, github: FakeGitHub) -> Iterator[RunningStack]:
+def llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, origin: Origin, github: FakeGitHub, llm: FakeLLM
+) -> Iterator[RunningStack]:
     for name in REPOS:
         origin.create(name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GITHUB_API_URL", github.url)  # the sidecar lists the local stand-in's repos
-        running = start_stack(tmp_path_factory.mktemp("webstack"), origin)
+        running = start_stack(tmp_path_factory.mktemp("webstack"), origin, llm.url)
     yield running
     if running.proc.poll() is None:
         running.proc.send_signal(signal.SIGTERM)
@@ -400,10 +412,10 @@ def test_live_stream_and_tabs_stay_consistent(browser: Browser, stack: RunningSt
         expect(user_message(a.page, "Sent from another device")).to_be_visible()
         expect(user_message(b.page, "Sent from another device")).to_be_visible()
         # Sent from one tab: the other shows it too.
-        a.page.fill("#prompt", "Sent from tab A")
+        a.page.fill("#prompt", "WAIT: sent from tab A")
         a.page.keyboard.press("Control+Enter")
-        expect(user_message(b.page, "Sent from tab A")).to_be_visible()
-        # The agent works (no LLM here: it keeps retrying); stopped from one tab, both see it idle.
+        expect(user_message(b.page, "WAIT: sent from tab A")).to_be_visible()
+        # The agent works (the stand-in model is slow to answer WAIT); stopped from one tab, both see it idle.
         expect(a.page.locator(".chat-head .badge")).not_to_have_text("idle", timeout=30_000)
         b.page.get_by_role("button", name="Abort").click()
         expect(b.page.locator(".notice")).to_contain_text("Asked the agent to stop")
@@ -430,6 +442,42 @@ def test_live_stream_and_tabs_stay_consistent(browser: Browser, stack: RunningSt
         for p in (a, b):
             p.page.context.close()
     assert a.console.errors == [] and b.console.errors == []
+
+
+def test_the_agents_real_turn_streams_in_and_its_work_is_pushed(
+    phone: Phone, stack: RunningStack, github: FakeGitHub
+) -> None:
+    """The stand-in model answers through the real opencode: the tool call and the reply arrive over the real
+    event stream, and the commit the agent made goes out as a pull request from the chat's menu."""
+    chat = new_chat(stack, REPOS[0])
+    page = phone.page
+    phone.go(f"#/chat/{chat['session_id']}")
+    page.fill("#prompt", "RUN echo fixed > fix.txt && git add fix.txt && git commit -qm 'Fix the bug'")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".msg-assistant").first).to_contain_text("$ echo fixed > fix.txt", timeout=30_000)
+    expect(page.locator(".msg-assistant").last).to_contain_text("Done.", timeout=30_000)
+    expect(page.locator(".chat-head .badge")).to_have_text("idle", timeout=30_000)
+    phone.shot("chat-agent-turn")
+
+    page.get_by_text("More").click()
+    page.get_by_role("button", name="Push & open pull request").click()
+    notice = page.locator(".notice", has_text="Pushed")
+    expect(notice).to_contain_text(f"Pushed {chat['branch']}", timeout=60_000)
+    expect(notice.get_by_role("link")).to_have_text(re.compile(r"Pull request #\d+"))
+    assert ("Fix the bug", chat["branch"]) in [(pr["title"], pr["head"]) for pr in github.pulls]
+    phone.shot("chat-pushed")
+
+
+def test_a_failed_reply_is_shown_in_the_list_and_the_chat(phone: Phone, stack: RunningStack) -> None:
+    chat = new_chat(stack, REPOS[1], prompt="FAIL the provider refused the API key")
+    page = phone.page
+    phone.go("#/chats")
+    item = page.locator(f'a[data-session="{chat["session_id"]}"]')
+    expect(item.locator(".badge").first).to_have_text("error", timeout=30_000)
+    expect(item).to_contain_text("The last reply failed: the provider refused the API key")
+    phone.shot("chats-error")
+    item.click()
+    expect(page.locator(".msg-assistant .error")).to_contain_text("the provider refused the API key")
 
 
 def connected(page: Page, stream: str) -> int:

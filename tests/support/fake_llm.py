@@ -4,6 +4,8 @@
 What it answers depends on the last user message of the conversation:
 - `FAIL <reason>`: HTTP 401 with `<reason>`, as a provider refusing an API key does (opencode does not retry it);
 - `RUN <shell command>`: a `bash` tool call running that command; once the tool's result comes back, `Done.`;
+- `WAIT <text>`: `Working on it` and then nothing, the stream held open (a slow model) until opencode hangs up,
+  as it does when the session is aborted;
 - anything else: `Echo: <text>`, streamed in two chunks.
 opencode's side requests (a title for the session) are answered `Stub title`.
 """
@@ -11,6 +13,7 @@ opencode's side requests (a title for the session) are answered `Stub title`.
 from __future__ import annotations
 
 import json
+import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from tests.support.loopback import LoopbackServer, reply_json
 
 PROVIDER = "stub"
 MODEL = "echo"
+WORKING = "Working on it"
 
 
 def opencode_config(base_url: str) -> dict[str, Any]:
@@ -44,6 +48,9 @@ def _text(content: Any) -> str:
     return content or ""
 
 
+HOLD_SECONDS = 300
+
+
 def _answer(messages: list[dict[str, Any]]) -> tuple[int, str | None, dict[str, Any] | None]:
     """(HTTP status, text to stream or error message, tool call) for this conversation."""
     system = " ".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
@@ -54,6 +61,8 @@ def _answer(messages: list[dict[str, Any]]) -> tuple[int, str | None, dict[str, 
     last = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "").strip()
     if last.startswith("FAIL"):
         return 401, last.removeprefix("FAIL").strip() or "refused", None
+    if last.startswith("WAIT"):
+        return 200, WORKING, None
     if last.startswith("RUN "):
         command = last.removeprefix("RUN ").strip()
         return 200, None, {"name": "bash", "arguments": {"command": command, "description": "Run what was asked"}}
@@ -92,8 +101,22 @@ class FakeLLM(LoopbackServer):
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
         choices = [[{"index": 0, "delta": d, "finish_reason": None}] for d in deltas]
         choices.append([{"index": 0, "delta": {}, "finish_reason": finish}])
-        for i, choice in enumerate(choices):
-            event = {**chunk, "choices": choice, **({"usage": usage} if i == len(choices) - 1 else {})}
-            handler.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
-            handler.wfile.flush()
-        handler.wfile.write(b"data: [DONE]\n\n")
+        try:
+            for i, choice in enumerate(choices):
+                if i == len(choices) - 1 and text == WORKING:
+                    _hold(handler)
+                event = {**chunk, "choices": choice, **({"usage": usage} if i == len(choices) - 1 else {})}
+                handler.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                handler.wfile.flush()
+            handler.wfile.write(b"data: [DONE]\n\n")
+        except OSError:
+            pass  # opencode hung up (an abort)
+
+
+def _hold(handler: BaseHTTPRequestHandler) -> None:
+    """Keep the stream open with SSE comments until the client goes (a write fails) or HOLD_SECONDS pass."""
+    deadline = time.monotonic() + HOLD_SECONDS
+    while time.monotonic() < deadline:
+        handler.wfile.write(b": still thinking\n\n")
+        handler.wfile.flush()
+        time.sleep(0.2)

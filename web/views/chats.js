@@ -6,7 +6,7 @@ import { stream } from '../events.js';
 import { badge, bytes, errorBox, h, isAbort, onVisible, plural, put, throttle, when } from '../ui.js';
 
 const CACHE = 'mecodes.chats';
-const STATUS = { idle: 'idle', busy: 'busy', retry: 'error · retrying' };
+const STATUS = { idle: 'idle', busy: 'busy', retry: 'error · retrying', error: 'error' };
 
 function statusBadge(status) {
   if (!status) return badge('no session', 'muted');
@@ -27,6 +27,7 @@ function chatItem(chat) {
     h('span', { class: 'item-title' }, title),
     h('span', { class: 'item-meta' }, [chat.repo, chat.branch].filter(Boolean).join(' · ') || '—'),
     h('span', { class: 'item-meta' }, statusBadge(chat.status), ' ', flags(chat), ' ', chat.disk_bytes ? `${bytes(chat.disk_bytes)} · ` : '', when(chat.last_activity)),
+    chat.last_error ? h('span', { class: 'item-meta error-text' }, `The last reply failed: ${chat.last_error}`) : null,
   ];
   if (chat.has_session && chat.session_id) {
     return h('li', {}, h('a', { class: 'item', href: `#/chat/${encodeURIComponent(chat.session_id)}`, 'data-session': chat.session_id }, body));
