@@ -12,11 +12,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pytest
 from redis import Redis
 from rq.cron import CronScheduler
 
-from tests.conftest import Origin, Stack, StackFactory, git, start_worker, wait_until
+from tests.conftest import Origin, Stack, StackFactory, free_port, git, start_redis, start_worker, wait_until
 
 DAYS = 86400
 IDLE = 10 * DAYS  # older than the default 7-day limit
@@ -279,3 +280,56 @@ def test_periodic_gc_with_one_scheduler(origin: Origin, stack_factory: StackFact
         if any(j.name == f"mecodes-gc:{stack.settings.queue_name}" for j in s.get_jobs())
     ]
     assert schedulers == [later["schedule"]["scheduler"]]
+
+
+def _scheduler_process(stack: Stack) -> psutil.Process:
+    """The GC scheduler: the worker's first child (work horses come and go after it)."""
+    worker = psutil.Process(stack.worker.proc.pid)
+    wait_until(worker.children, 20, "the GC scheduler process")
+    return min(worker.children(), key=lambda child: child.create_time())
+
+
+def _exited(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_the_gc_schedule_rides_out_a_redis_restart(origin: Origin, stack_factory: StackFactory, tmp_path: Path) -> None:
+    port = free_port()
+    redis = start_redis(port, tmp_path)
+    try:
+        stack = stack_factory(origin.base_url, REDIS_URL=f"redis://127.0.0.1:{port}/0", MECODES_GC_INTERVAL="1")
+        wait_until(lambda: stack.client.get("/admin/gc").get_json()["last_run"], 20, "a periodic GC")
+        scheduler = _scheduler_process(stack)
+        redis.terminate()
+        redis.wait(10)
+        redis = start_redis(port, tmp_path)  # empty: the schedule's state in Redis is gone with it
+        status = wait_until(
+            lambda: (s := stack.client.get("/admin/gc").get_json())["last_run"] and s["schedule"]["scheduler"] and s,
+            30,
+            "a periodic GC after the restart",
+        )
+        assert status["last_run"]["dry_run"] is False
+        assert scheduler.is_running() and scheduler.pid == _scheduler_process(stack).pid  # the same one rode it out
+    finally:
+        redis.terminate()
+        redis.wait(10)
+
+
+def test_the_gc_scheduler_stops_when_asked_while_redis_is_down(
+    origin: Origin, stack_factory: StackFactory, tmp_path: Path
+) -> None:
+    """What happens when Redis dies in production: the process manager stops everything. The scheduler, asleep
+    until its next run, gets SIGTERM; RQ's clean-up then fails on the dead Redis, which once looked like an
+    outage to retry through, forever."""
+    port = free_port()
+    redis = start_redis(port, tmp_path)
+    stack = stack_factory(origin.base_url, REDIS_URL=f"redis://127.0.0.1:{port}/0", MECODES_GC_INTERVAL="3600")
+    wait_until(lambda: stack.client.get("/admin/gc").get_json()["schedule"]["scheduler"], 20, "the GC scheduler")
+    scheduler = _scheduler_process(stack)
+    redis.terminate()
+    redis.wait(10)
+    scheduler.terminate()  # one SIGTERM, as the kernel sends it when the worker exits
+    wait_until(lambda: _exited(scheduler), 10, "the scheduler to stop (not to take the request for an outage)")

@@ -27,6 +27,13 @@ class LeasedCronScheduler(CronScheduler):
     def __init__(self, connection: Redis, lease_key: str):
         super().__init__(connection)
         self.lease_key = lease_key
+        self.stop_requested = False
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        """Remember the request: with Redis gone, RQ's clean-up on the way out raises a RedisError that hides
+        the StopRequested, and the retry loop must not take it for an outage to ride out."""
+        self.stop_requested = True
+        super()._request_stop(signum, frame)
 
     def heartbeat(self) -> None:
         super().heartbeat()
@@ -57,6 +64,8 @@ def run_scheduler(settings: Settings) -> None:
             scheduler.start()  # returns when asked to stop
             return
         except RedisError as exc:  # Redis went away (e.g. restarted): keep the schedule, try again
+            if scheduler.stop_requested:
+                return
             log.warning("GC scheduler lost Redis (%s); retrying", exc)
             time.sleep(LEASE_SECONDS / 36)
 
