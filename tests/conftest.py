@@ -26,6 +26,7 @@ from tests.support.fake_llm import write_opencode_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_TOKEN = "ghp_TESTSENTINELtoken0123456789abcdef"
+GITHUB_USER = "tester"  # the user name given with the token
 TERMINAL = {"finished", "failed", "canceled", "stopped"}
 
 
@@ -133,7 +134,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory, redis_url: str, origin: 
         "MECODES_GIT_BASE_URL": origin.base_url,
         "MECODES_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
         "GITHUB_TOKEN": SECRET_TOKEN,
-        "GITHUB_USER": "tester",
+        "GITHUB_USER": GITHUB_USER,
         "MECODES_FETCH_MAX_AGE": "0",
         "MECODES_LOCK_TTL": "6",
         "MECODES_GC_INTERVAL": "0",

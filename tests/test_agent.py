@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SECRET_TOKEN, Origin, Stack, StackFactory, git, start_opencode, wait_until
+from tests.conftest import GITHUB_USER, SECRET_TOKEN, Origin, Stack, StackFactory, git, start_opencode, wait_until
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
 from tests.support.githttp import GitHttpServer
@@ -32,7 +32,7 @@ def answering_opencode(tmp_path_factory: pytest.TempPathFactory, llm: FakeLLM) -
 
 @pytest.fixture
 def git_server(origin: Origin) -> Iterator[GitHttpServer]:
-    with GitHttpServer(origin.root, auth=("tester", SECRET_TOKEN)) as served:
+    with GitHttpServer(origin.root, auth=(GITHUB_USER, SECRET_TOKEN)) as served:
         yield served
 
 

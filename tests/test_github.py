@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sidecar.gitcmd import CREDENTIAL_HELPER
-from tests.conftest import SECRET_TOKEN, Origin, Stack, StackFactory, git
+from tests.conftest import GITHUB_USER, SECRET_TOKEN, Origin, Stack, StackFactory, git
 from tests.support.fake_github import FakeGitHub
 from tests.support.githttp import GitHttpServer
 
@@ -36,7 +36,7 @@ def github() -> Iterator[FakeGitHub]:
 
 @pytest.fixture
 def server(origin: Origin) -> Iterator[GitHttpServer]:
-    with GitHttpServer(origin.root, auth=("tester", SECRET_TOKEN)) as served:
+    with GitHttpServer(origin.root, auth=(GITHUB_USER, SECRET_TOKEN)) as served:
         yield served
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sidecar.gitcmd import Git
 from sidecar.redaction import redact
-from tests.conftest import SECRET_TOKEN, Origin, StackFactory
+from tests.conftest import GITHUB_USER, SECRET_TOKEN, Origin, StackFactory
 from tests.support.githttp import GitHttpServer
 
 
@@ -19,7 +19,7 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
 def test_token_is_used_for_auth_and_found_nowhere(origin: Origin, stack_factory: StackFactory) -> None:
     name = f"priv{uuid.uuid4().hex[:6]}/secret-repo"
     origin.create(name)
-    with GitHttpServer(origin.root, auth=("tester", SECRET_TOKEN)) as server:
+    with GitHttpServer(origin.root, auth=(GITHUB_USER, SECRET_TOKEN)) as server:
         stack = stack_factory(server.base_url)
         cloned = stack.api.clone(name)
         assert cloned["status"] == "finished", cloned
@@ -43,7 +43,7 @@ def test_token_is_used_for_auth_and_found_nowhere(origin: Origin, stack_factory:
 def test_refused_token_gives_a_clear_error_without_the_token(origin: Origin, stack_factory: StackFactory) -> None:
     name = f"priv{uuid.uuid4().hex[:6]}/locked"
     origin.create(name)
-    with GitHttpServer(origin.root, auth=("tester", "a-different-token")) as server:
+    with GitHttpServer(origin.root, auth=(GITHUB_USER, "a-different-token")) as server:
         stack = stack_factory(server.base_url)
         failed = stack.api.clone(name)
     assert failed["status"] == "failed"

@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import ROOT, SECRET_TOKEN, TERMINAL, Origin, free_port, wait_until
+from tests.conftest import GITHUB_USER, ROOT, SECRET_TOKEN, TERMINAL, Origin, free_port, wait_until
 from tests.support.fake_llm import write_opencode_config
 
 USER, PASSWORD = "phone", "correct horse battery staple"
@@ -59,8 +59,9 @@ class RunningStack:
         return psutil.Process(self.proc.pid).children()
 
 
-def start_stack(tmp: Path, origin: Origin, llm_url: str | None = None) -> RunningStack:
-    """bin/start as the container runs it; with `llm_url`, opencode's model is a FakeLLM there."""
+def start_stack(tmp: Path, origin: Origin, llm_url: str | None = None, git_base_url: str | None = None) -> RunningStack:
+    """bin/start as the container runs it; with `llm_url`, opencode's model is a FakeLLM there; repos come from
+    `git_base_url` (a GitHttpServer, say) or else straight from the origin's folder."""
     ports = {name: str(free_port()) for name in ("HTTP", "REDIS", "OPENCODE", "SIDECAR")}
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MECODES_", "REDIS_URL", "OPENCODE_URL"))},
@@ -71,9 +72,10 @@ def start_stack(tmp: Path, origin: Origin, llm_url: str | None = None) -> Runnin
         "MECODES_DATA_DIR": str(tmp / "projects"),
         "MECODES_OPENCODE_HOME": str(tmp / "opencode"),
         "MECODES_RUN_DIR": str(tmp / "run"),
-        "MECODES_GIT_BASE_URL": origin.base_url,
+        "MECODES_GIT_BASE_URL": git_base_url or origin.base_url,
         "MECODES_STOP_GRACE": "5",
         "GITHUB_TOKEN": SECRET_TOKEN,
+        "GITHUB_USER": GITHUB_USER,
         "HOME": str(tmp / "home"),
     }
     if llm_url:

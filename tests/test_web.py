@@ -26,9 +26,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
-from tests.conftest import ROOT, SECRET_TOKEN, Origin, wait_until
+from tests.conftest import GITHUB_USER, ROOT, SECRET_TOKEN, Origin, git, wait_until
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
+from tests.support.githttp import GitHttpServer
 from tests.test_stack import PASSWORD, USER, RunningStack, start_stack
 
 CHROMIUM = "/usr/bin/chromium"
@@ -188,14 +189,26 @@ def llm() -> Iterator[FakeLLM]:
 
 
 @pytest.fixture(scope="module")
+def git_server(origin: Origin) -> Iterator[GitHttpServer]:
+    """Repos over HTTP behind the token, as GitHub serves private ones: every clone, fetch and push the stack
+    makes (the agent's own included) goes through the credential helper."""
+    with GitHttpServer(origin.root, auth=(GITHUB_USER, SECRET_TOKEN)) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
 def stack(
-    tmp_path_factory: pytest.TempPathFactory, origin: Origin, github: FakeGitHub, llm: FakeLLM
+    tmp_path_factory: pytest.TempPathFactory,
+    origin: Origin,
+    github: FakeGitHub,
+    llm: FakeLLM,
+    git_server: GitHttpServer,
 ) -> Iterator[RunningStack]:
     for name in REPOS:
         origin.create(name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GITHUB_API_URL", github.url)  # the sidecar lists the local stand-in's repos
-        running = start_stack(tmp_path_factory.mktemp("webstack"), origin, llm.url)
+        running = start_stack(tmp_path_factory.mktemp("webstack"), origin, llm.url, git_server.base_url)
     yield running
     if running.proc.poll() is None:
         running.proc.send_signal(signal.SIGTERM)
@@ -445,19 +458,23 @@ def test_live_stream_and_tabs_stay_consistent(browser: Browser, stack: RunningSt
 
 
 def test_the_agents_real_turn_streams_in_and_its_work_is_pushed(
-    phone: Phone, stack: RunningStack, github: FakeGitHub
+    phone: Phone, stack: RunningStack, github: FakeGitHub, origin: Origin
 ) -> None:
     """The stand-in model answers through the real opencode: the tool call and the reply arrive over the real
-    event stream, and the commit the agent made goes out as a pull request from the chat's menu."""
+    event stream. The agent commits and pushes on its own (git asks bin/start's credential helper for the token),
+    and a pull request is opened from the chat's menu."""
     chat = new_chat(stack, REPOS[0])
     page = phone.page
     phone.go(f"#/chat/{chat['session_id']}")
-    page.fill("#prompt", "RUN echo fixed > fix.txt && git add fix.txt && git commit -qm 'Fix the bug'")
+    task = "RUN echo fixed > fix.txt && git add fix.txt && git commit -qm 'Fix the bug' && git push -q origin HEAD"
+    page.fill("#prompt", task)
     page.get_by_role("button", name="Send").click()
     expect(page.locator(".msg-assistant").first).to_contain_text("$ echo fixed > fix.txt", timeout=30_000)
     expect(page.locator(".msg-assistant").last).to_contain_text("Done.", timeout=30_000)
     expect(page.locator(".chat-head .badge")).to_have_text("idle", timeout=30_000)
     phone.shot("chat-agent-turn")
+    head = git("rev-parse", "HEAD", cwd=Path(chat["path"])).strip()
+    assert git("rev-parse", f"refs/heads/{chat['branch']}", cwd=origin.root / f"{REPOS[0]}.git").strip() == head
 
     page.get_by_text("More").click()
     page.get_by_role("button", name="Push & open pull request").click()
