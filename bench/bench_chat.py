@@ -24,6 +24,7 @@ from stack import (
     bench_folder,
     git,
     in_job_seconds,
+    latency_text,
     make_origin,
     median_ms,
     print_table_header,
@@ -173,6 +174,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         prompted = bench_chats(stack.api, agent, raw_bare, scratch, args.reps, with_prompt=True)
         agent.settle()
         rss[f"+{2 * args.reps} prompted (aborted)"] = agent.rss_mb()
+        listed = len(stack.api.request("GET", "/admin/chats")[1]["chats"])
+        listing = stack.api.latency("/admin/chats", 30)
 
     print(
         f"\nmecodes chat benchmark: {args.files} files, {args.commits} commits, opencode {version} with no LLM "
@@ -186,6 +189,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     print(
         f"{'first session, fresh home':<28}{first_ms:.1f} ms, then opencode busy {busy_s:.1f} s ({busy_cpu:.1f} CPU s)"
     )
+    print(f"{'GET /admin/chats':<28}{listed} chats: {latency_text(listing)}")
     print(f"{'RSS MB: opencode, idle':<28}{', '.join(f'{when} {mb:.1f}' for when, mb in rss.items())}")
 
 
