@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
@@ -30,6 +31,7 @@ from tests.conftest import GITHUB_USER, ROOT, SECRET_TOKEN, Origin, git, wait_un
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
 from tests.support.githttp import GitHttpServer
+from tests.test_processes import spawn_orphan
 from tests.test_stack import PASSWORD, USER, RunningStack, start_stack
 
 CHROMIUM = "/usr/bin/chromium"
@@ -672,6 +674,35 @@ def test_resources_list_the_worktree_and_run_a_gc_dry_run(phone: Phone, stack: R
     expect(page.locator("#jobs .item").first).to_contain_text("gc")
     phone.shot("resources")
     phone.fits_narrow_screen("resources")
+
+
+def test_an_orphan_is_killed_from_resources_only_once_confirmed(phone: Phone, stack: RunningStack) -> None:
+    chat = new_chat(stack, REPOS[2])
+    orphan = spawn_orphan("exec sleep 300", cwd=Path(chat["path"]))  # left behind by an agent's command
+    try:
+        page = phone.page
+        phone.go("#/resources")
+        item = page.locator(f'[data-pid="{orphan.pid}"]')
+        expect(item).to_contain_text("sleep 300")
+        expect(item).to_contain_text(f"in worktree {Path(chat['path']).name}")
+        kill = item.get_by_role("button", name=f"Kill process {orphan.pid}")
+
+        kill.click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog).to_contain_text(f"Kill process {orphan.pid}?")
+        dialog.get_by_role("button", name="Cancel").click()
+        expect(dialog).to_have_count(0)
+        assert orphan.is_running()
+
+        kill.click()
+        dialog.get_by_role("button", name="Kill", exact=True).click()
+        expect(page.locator(".notice", has_text=f"ended: {orphan.pid}")).to_be_visible(timeout=30_000)
+        assert wait_until(lambda: not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE, 10, "the kill")
+        expect(item).to_have_count(0)
+        phone.shot("resources-killed")
+    finally:
+        if orphan.is_running():
+            orphan.kill()
 
 
 def test_a_refused_delete_shows_the_servers_reason_verbatim(phone: Phone, stack: RunningStack) -> None:
