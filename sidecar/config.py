@@ -51,6 +51,8 @@ class Settings:
     gc_interval: int
     gc_max_idle_days: float
     gc_repo_idle_days: float
+    agent_release_interval: int
+    agent_idle_minutes: float
     stack_pid: int | None
     kill_grace: float
     github_api_url: str
@@ -83,6 +85,8 @@ def load_settings() -> Settings:
         gc_interval=_int("MECODES_GC_INTERVAL", 6 * 3600),
         gc_max_idle_days=_float("MECODES_GC_MAX_IDLE_DAYS", 7),
         gc_repo_idle_days=_float("MECODES_GC_REPO_IDLE_DAYS", 30),
+        agent_release_interval=_int("MECODES_AGENT_RELEASE_INTERVAL", 300),
+        agent_idle_minutes=_float("MECODES_AGENT_IDLE_MINUTES", 15),
         stack_pid=_int("MECODES_STACK_PID", 0) or None,
         kill_grace=_float("MECODES_KILL_GRACE", 5),
         github_api_url=os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),

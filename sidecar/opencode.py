@@ -104,6 +104,10 @@ class Opencode:
     def delete(self, session_id: str, directory: str) -> None:
         self._call("DELETE", f"/session/{_quoted(session_id)}", directory)
 
+    def dispose(self, directory: str) -> None:
+        """Drop opencode's in-memory instance for `directory`; the next request for it builds a fresh one."""
+        self._call("POST", "/instance/dispose", directory)
+
 
 def _quoted(session_id: str) -> str:
     return urllib.parse.quote(session_id, safe="")

@@ -1,20 +1,28 @@
 """Real agent turns: the real `opencode serve` with a stand-in model (tests/support/fake_llm.py), so a chat's
-prompt is answered, a failed reply shows as the chat's error, and the agent's own commit goes out as a PR."""
+prompt is answered, a failed reply shows as the chat's error, the agent's own commit goes out as a PR, and idle
+agents' memory is given back."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import Redis
 
+from sidecar.opencode import Opencode
 from tests.conftest import GITHUB_USER, SECRET_TOKEN, Origin, Stack, StackFactory, git, start_opencode, wait_until
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
 from tests.support.githttp import GitHttpServer
 from tests.test_chats import new_chat, oc
+from worker.release import RELEASED_KEY, release_idle_instances
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +114,60 @@ def test_the_agents_commit_goes_out_as_a_pull_request(
     assert git("rev-parse", f"refs/heads/{chat['branch']}", cwd=origin.root / f"{repo}.git").strip() == head
     assert [(p["title"], p["head"]) for p in github.pulls] == [("Fix the bug", chat["branch"])]
     assert listed(stack, chat["session_id"])["unpushed_commits"] == 0
+
+
+class DisposedInstances:
+    """Directories whose opencode instance was disposed, as opencode announces them on its global event stream."""
+
+    def __init__(self, url: str):
+        self.seen: list[str] = []
+        self._response = urllib.request.urlopen(f"{url}/global/event", timeout=120)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # AttributeError: closed under the reader
+            for line in self._response:
+                if line.startswith(b"data:"):
+                    payload = json.loads(line[5:]).get("payload") or {}
+                    if payload.get("type") == "server.instance.disposed":
+                        self.seen.append(payload["properties"]["directory"])
+
+    def close(self) -> None:
+        self._response.close()
+
+
+def test_idle_agents_give_their_memory_back_busy_ones_never(
+    stack: Stack, repo: str, origin: Origin, answering_opencode: str
+) -> None:
+    opencode, redis = Opencode(answering_opencode), Redis.from_url(stack.settings.redis_url)
+    redis.delete(RELEASED_KEY)
+    answered = new_chat(stack, repo=repo, prompt="Say hello")["result"]
+    other = f"agent{uuid.uuid4().hex[:6]}/busy"
+    origin.create(other)
+    working = new_chat(stack, repo=other, prompt="WAIT for a long task")["result"]
+    settled(stack, answered["session_id"], "idle")
+    settled(stack, working["session_id"], "busy")
+    disposed = DisposedInstances(answering_opencode)
+    try:
+        assert release_idle_instances(opencode, redis, idle_seconds=3600)["released"] == []  # not idle for long
+
+        first = release_idle_instances(opencode, redis, idle_seconds=0)
+        assert answered["path"] in first["released"] and working["path"] in first["busy"]
+        wait_until(lambda: answered["path"] in disposed.seen, 10, "opencode to dispose the idle chat's instance")
+        assert working["path"] not in disposed.seen and listed(stack, working["session_id"])["status"] == "busy"
+        # The chat is whole: its messages are read back (a fresh instance), and it answers the next prompt.
+        assert "Echo: Say hello" in replies(answering_opencode, answered)
+        assert answered["path"] not in release_idle_instances(opencode, redis, idle_seconds=0)["released"]  # once
+        body = {"parts": [{"type": "text", "text": "And again"}]}
+        oc(answering_opencode, "POST", f"/session/{answered['session_id']}/prompt_async", answered["path"], body)
+        wait_until(lambda: "Echo: And again" in replies(answering_opencode, answered), 30, "the next reply")
+        settled(stack, answered["session_id"], "idle")
+        assert answered["path"] in release_idle_instances(opencode, redis, idle_seconds=0)["released"]  # changed
+
+        # Deleting a chat lets go of its instance too.
+        count = disposed.seen.count(working["path"])
+        deleted = stack.api.wait(stack.client.delete(f"/admin/chats/{working['session_id']}?force=true").get_json())
+        assert deleted["status"] == "finished" and deleted["result"]["aborted"] is True, deleted
+        wait_until(lambda: disposed.seen.count(working["path"]) > count, 10, "the deleted chat's instance to go")
+    finally:
+        disposed.close()

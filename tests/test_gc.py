@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -17,7 +18,9 @@ import pytest
 from redis import Redis
 from rq.cron import CronScheduler
 
+from sidecar.config import Settings
 from tests.conftest import Origin, Stack, StackFactory, free_port, git, start_redis, start_worker, wait_until
+from worker.cron import periodic_jobs
 
 DAYS = 86400
 IDLE = 10 * DAYS  # older than the default 7-day limit
@@ -333,3 +336,11 @@ def test_the_gc_scheduler_stops_when_asked_while_redis_is_down(
     redis.wait(10)
     scheduler.terminate()  # one SIGTERM, as the kernel sends it when the worker exits
     wait_until(lambda: _exited(scheduler), 10, "the scheduler to stop (not to take the request for an outage)")
+
+
+def test_periodic_jobs_are_switched_by_their_intervals(settings: Settings) -> None:
+    on = replace(settings, gc_interval=60, agent_release_interval=30, opencode_url="http://127.0.0.1:1")
+    assert [(j.kind, j.interval) for j in periodic_jobs(on)] == [("gc", 60), ("release", 30)]
+    assert [j.kind for j in periodic_jobs(replace(on, gc_interval=0))] == ["release"]
+    assert [j.kind for j in periodic_jobs(replace(on, opencode_url=""))] == ["gc"]  # no agent, nothing to release
+    assert periodic_jobs(replace(on, gc_interval=0, agent_release_interval=0)) == []

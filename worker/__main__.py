@@ -12,7 +12,7 @@ from sidecar.gitcmd import Git
 from sidecar.jobqueue import connect
 from sidecar.layout import Layout
 from sidecar.lifetime import die_with_parent
-from worker.cron import spawn_scheduler
+from worker.cron import periodic_jobs, spawn_scheduler
 from worker.recovery import recover
 
 STOPPED = "the stack shut down while this job ran, so it was stopped; send the request again"
@@ -55,7 +55,7 @@ def main() -> None:
     layout.ensure()
     queue = Queue(settings.queue_name, connection=redis)
     recover(queue, layout, Git(settings))
-    if settings.gc_interval > 0:
+    if periodic_jobs(settings):
         spawn_scheduler(settings)
     MecodesWorker([queue], connection=redis).work(logging_level="INFO")
 

@@ -105,6 +105,7 @@ def end_chat(ctx: JobContext, session_id: str, force: bool) -> dict[str, Any]:
     if session:
         ctx.progress("session: delete it")
         opencode.delete(session_id, directory)
+    opencode.dispose(directory)  # the memory opencode held for the chat's folder
     return {**done, "session_deleted": bool(session)}
 
 

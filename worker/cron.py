@@ -1,4 +1,5 @@
-"""The periodic GC: RQ's CronScheduler in a child of the worker process, one per queue (a Redis lease)."""
+"""Periodic jobs (GC, releasing idle agents' memory): RQ's CronScheduler in a child of the worker process, one
+per queue (a Redis lease)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -15,7 +18,7 @@ from sidecar.config import Settings
 from sidecar.gc_status import cron_name, leader_key
 from sidecar.jobqueue import connect
 from sidecar.lifetime import die_with_parent
-from worker.jobs import collect_garbage
+from worker.jobs import collect_garbage, release_idle_agents
 
 LEASE_SECONDS = 180  # the scheduler heartbeats at least every 60 s
 log = logging.getLogger(__name__)
@@ -44,20 +47,40 @@ class LeasedCronScheduler(CronScheduler):
             time.sleep(LEASE_SECONDS / 6)  # another scheduler is alive: check again later
 
 
+class PeriodicJob(NamedTuple):
+    name: str
+    kind: str  # as the jobs list shows it
+    func: Callable[..., Any]
+    interval: int
+    kwargs: dict[str, Any]
+
+
+def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
+    """The periodic jobs that are switched on (an interval of 0 turns one off)."""
+    jobs = []
+    if settings.gc_interval > 0:
+        jobs.append(PeriodicJob(cron_name(settings), "gc", collect_garbage, settings.gc_interval, {"dry_run": False}))
+    if settings.agent_release_interval > 0 and settings.opencode_url:
+        name = f"mecodes-release:{settings.queue_name}"
+        jobs.append(PeriodicJob(name, "release", release_idle_agents, settings.agent_release_interval, {}))
+    return jobs
+
+
 def run_scheduler(settings: Settings) -> None:
     scheduler = LeasedCronScheduler(connect(settings, socket_timeout=None), leader_key(settings))
-    scheduler.register(
-        collect_garbage,
-        queue_name=settings.queue_name,
-        kwargs={"dry_run": False},
-        interval=settings.gc_interval,
-        job_timeout=settings.clone_timeout + 60,
-        result_ttl=settings.job_result_ttl,
-        failure_ttl=settings.job_failure_ttl,
-        meta={"kind": "gc"},
-        name=cron_name(settings),
-    )
-    log.info("GC every %d s on queue %s", settings.gc_interval, settings.queue_name)
+    for job in periodic_jobs(settings):
+        scheduler.register(
+            job.func,
+            queue_name=settings.queue_name,
+            kwargs=job.kwargs,
+            interval=job.interval,
+            job_timeout=settings.clone_timeout + 60,
+            result_ttl=settings.job_result_ttl,
+            failure_ttl=settings.job_failure_ttl,
+            meta={"kind": job.kind},
+            name=job.name,
+        )
+        log.info("%s every %d s on queue %s", job.name, job.interval, settings.queue_name)
     while True:
         try:
             scheduler.acquire_lease()

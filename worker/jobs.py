@@ -19,6 +19,7 @@ from worker import repo_ops
 from worker.chats import ChatRequest, end_chat, push_chat, start_chat
 from worker.context import JobContext, ensure_cached, job_context, reports_errors
 from worker.gc import Collector, Policy
+from worker.release import release_idle_instances
 from worker.repo_ops import Refused
 
 
@@ -64,6 +65,14 @@ def _clone_succeeded(ctx: JobContext, clone_job_id: str) -> bool:
         reason = clone_job.get_meta().get("error") or f"it ended {clone_job.get_status()}"
         raise Refused(f"the clone this worktree needs failed (job {clone_job_id}): {reason}")
     return True
+
+
+@reports_errors
+def release_idle_agents() -> dict[str, Any]:
+    """See worker.release: opencode's memory for chats idle longer than MECODES_AGENT_IDLE_MINUTES."""
+    ctx = job_context()
+    opencode = Opencode(ctx.settings.opencode_url)
+    return release_idle_instances(opencode, ctx.redis, ctx.settings.agent_idle_minutes * 60)
 
 
 @reports_errors
