@@ -318,9 +318,9 @@ def opencode_healthy(url: str) -> bool:
 @contextlib.contextmanager
 def running_opencode(home: Path) -> Iterator[OpencodeServer]:
     """`opencode serve` (node_modules/.bin) on a free 127.0.0.1 port, with HOME, its XDG folders (data, state, config,
-    cache) and its log in `home`, ready once healthy. On an error in the body, prints the end of its log. Stopped at
-    the end."""
-    home.mkdir()
+    cache) and its log in `home` (which may hold its config already), ready once healthy. On an error in the body,
+    prints the end of its log. Stopped at the end."""
+    home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = os.environ | {"HOME": str(home)}
     env |= {f"XDG_{kind}_HOME": str(home / kind.lower()) for kind in ("DATA", "STATE", "CONFIG", "CACHE")}
