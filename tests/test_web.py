@@ -487,6 +487,20 @@ def test_the_agents_real_turn_streams_in_and_its_work_is_pushed(
     phone.shot("chat-pushed")
 
 
+def test_an_open_chat_keeps_working_after_its_agents_memory_is_released(phone: Phone, stack: RunningStack) -> None:
+    """The release job disposes an idle chat's opencode instance, which ends the page's event stream: the page
+    reconnects and the next prompt's reply still streams in."""
+    chat = new_chat(stack, REPOS[2])
+    page = phone.page
+    phone.go(f"#/chat/{chat['session_id']}")
+    expect(page.locator(".chat-head .badge")).to_have_text("idle")
+    query = urllib.parse.urlencode({"directory": chat["path"]})
+    assert stack.request("POST", f"/instance/dispose?{query}")[0] == 200
+    page.fill("#prompt", "Still there?")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".msg-assistant").last).to_contain_text("Echo: Still there?", timeout=30_000)
+
+
 def test_a_failed_reply_is_shown_in_the_list_and_the_chat(phone: Phone, stack: RunningStack) -> None:
     chat = new_chat(stack, REPOS[1], prompt="FAIL the provider refused the API key")
     page = phone.page
