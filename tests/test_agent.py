@@ -171,3 +171,24 @@ def test_idle_agents_give_their_memory_back_busy_ones_never(
         wait_until(lambda: disposed.seen.count(working["path"]) > count, 10, "the deleted chat's instance to go")
     finally:
         disposed.close()
+
+
+def test_the_release_job_runs_by_itself(
+    git_server: GitHttpServer, github: FakeGitHub, stack_factory: StackFactory, answering_opencode: str, repo: str
+) -> None:
+    stack = stack_factory(
+        git_server.base_url,
+        OPENCODE_URL=answering_opencode,
+        GITHUB_API_URL=github.url,
+        MECODES_AGENT_RELEASE_INTERVAL="1",
+        MECODES_AGENT_IDLE_MINUTES="0",
+    )
+    chat = new_chat(stack, repo=repo, prompt="Say hello")["result"]
+    settled(stack, chat["session_id"], "idle")
+
+    def released() -> dict[str, Any] | None:
+        jobs = stack.client.get("/admin/jobs?limit=100").get_json()["jobs"]
+        runs = [j for j in jobs if j["kind"] == "release" and j["status"] == "finished"]
+        return next((j for j in runs if chat["path"] in j["result"]["released"]), None)
+
+    assert wait_until(released, 30, "a periodic release of the idle chat")

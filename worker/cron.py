@@ -53,16 +53,20 @@ class PeriodicJob(NamedTuple):
     func: Callable[..., Any]
     interval: int
     kwargs: dict[str, Any]
+    result_ttl: int  # how long a finished run stays in the jobs list
 
 
 def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     """The periodic jobs that are switched on (an interval of 0 turns one off)."""
     jobs = []
     if settings.gc_interval > 0:
-        jobs.append(PeriodicJob(cron_name(settings), "gc", collect_garbage, settings.gc_interval, {"dry_run": False}))
+        gc, kwargs = cron_name(settings), {"dry_run": False}
+        jobs.append(PeriodicJob(gc, "gc", collect_garbage, settings.gc_interval, kwargs, settings.job_result_ttl))
     if settings.agent_release_interval > 0 and settings.opencode_url:
+        # Every few minutes: only the last runs stay listed (failed ones stay as long as any), not hundreds a day.
+        interval = settings.agent_release_interval
         name = f"mecodes-release:{settings.queue_name}"
-        jobs.append(PeriodicJob(name, "release", release_idle_agents, settings.agent_release_interval, {}))
+        jobs.append(PeriodicJob(name, "release", release_idle_agents, interval, {}, 2 * interval))
     return jobs
 
 
@@ -75,7 +79,7 @@ def run_scheduler(settings: Settings) -> None:
             kwargs=job.kwargs,
             interval=job.interval,
             job_timeout=settings.clone_timeout + 60,
-            result_ttl=settings.job_result_ttl,
+            result_ttl=job.result_ttl,
             failure_ttl=settings.job_failure_ttl,
             meta={"kind": job.kind},
             name=job.name,
