@@ -18,14 +18,18 @@ from typing import Any
 
 from redis import Redis
 
-from sidecar.opencode import IDLE, Opencode
+from sidecar.opencode import IDLE, Opencode, OpencodeUnavailable
 
 RELEASED_KEY = "mecodes:agents:released"  # directory -> the newest session update (ms) when last released
 
 
 def release_idle_instances(opencode: Opencode, redis: Redis, idle_seconds: float) -> dict[str, Any]:
+    try:
+        sessions = opencode.sessions()
+    except OpencodeUnavailable as down:  # nothing held to give back; and no failed run every few minutes
+        return {"skipped": str(down), "released": [], "busy": []}
     newest: dict[str, int] = defaultdict(int)
-    for session in opencode.sessions():
+    for session in sessions:
         updated = (session.get("time") or {}).get("updated")
         if session.get("directory") and isinstance(updated, int):
             newest[session["directory"]] = max(newest[session["directory"]], updated)
@@ -42,4 +46,4 @@ def release_idle_instances(opencode: Opencode, redis: Redis, idle_seconds: float
         opencode.dispose(directory)
         redis.hset(RELEASED_KEY, directory, newest[directory])
         released.append(directory)
-    return {"released": released, "busy": busy, "unchanged_or_recent": len(newest) - len(candidates)}
+    return {"skipped": None, "released": released, "busy": busy, "unchanged_or_recent": len(newest) - len(candidates)}
