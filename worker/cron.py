@@ -93,7 +93,7 @@ def run_scheduler(settings: Settings) -> None:
         except RedisError as exc:  # Redis went away (e.g. restarted): keep the schedule, try again
             if scheduler.stop_requested:
                 return
-            log.warning("GC scheduler lost Redis (%s); retrying", exc)
+            log.warning("periodic-job scheduler lost Redis (%s); retrying", exc)
             time.sleep(LEASE_SECONDS / 36)
 
 

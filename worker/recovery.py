@@ -29,12 +29,11 @@ log = logging.getLogger(__name__)
 ABANDONED = "the worker running this job died (killed or restarted) before it finished; send the request again"
 
 
-def _worker_of(redis: Redis, composite_key: str, job: Job) -> str:
-    """The worker that owns this registry entry. The execution record is written with the entry in one
+def _worker_of(redis: Redis, job: Job, execution_id: str) -> str:
+    """The worker that owns this run. The execution record is written with the registry entry in one
     transaction, so it names the worker even before the work horse has marked the job `started`."""
-    job_id, execution_id = parse_composite_key(composite_key)
     try:
-        return Execution.fetch(execution_id, job_id, connection=redis).worker_name or job.worker_name or ""
+        return Execution.fetch(execution_id, job.id, connection=redis).worker_name or job.worker_name or ""
     except ValueError:  # the execution record expired
         return job.worker_name or ""
 
@@ -43,12 +42,13 @@ def fail_abandoned_jobs(queue: Queue) -> set[str]:
     redis = queue.connection
     registry = StartedJobRegistry(queue=queue)
     abandoned: set[str] = set()
-    for raw, _score in redis.zrange(registry.key, 0, -1, withscores=True):
+    for raw in redis.zrange(registry.key, 0, -1):
         entry = raw.decode()
-        job = Job.fetch_many([registry.parse_job_id(entry)], connection=redis)[0]
+        job_id, execution_id = parse_composite_key(entry)
+        job = Job.fetch_many([job_id], connection=redis)[0]
         if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
             continue
-        worker_name = _worker_of(redis, entry, job)
+        worker_name = _worker_of(redis, job, execution_id)
         if worker_name and worker_alive(redis, worker_name):
             continue
         job.meta["error"] = ABANDONED
