@@ -21,6 +21,7 @@ import psutil
 from stack import (
     Api,
     OpencodeServer,
+    add_origin_options,
     bench_folder,
     git,
     in_job_seconds,
@@ -195,8 +196,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=3000, help="files in the origin repo (default 3000)")
-    parser.add_argument("--commits", type=int, default=5, help="commits in the origin repo (default 5)")
+    add_origin_options(parser, files=3000)
     parser.add_argument("--reps", type=int, default=5, help="repetitions of each timing, median shown (default 5)")
     args = parser.parse_args()
     with bench_folder() as tmp:

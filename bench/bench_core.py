@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 from stack import (
     Api,
+    add_origin_options,
     bench_folder,
     git,
     in_job_seconds,
@@ -118,8 +119,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=3000, help="files in the origin repo (default 3000)")
-    parser.add_argument("--commits", type=int, default=5, help="commits in the origin repo (default 5)")
+    add_origin_options(parser, files=3000)
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each timing, median shown (default 3)")
     parser.add_argument("--polls", type=int, default=1000, help="job polls for the latency figure (default 1000)")
     args = parser.parse_args()

@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 from stack import (
     Api,
+    add_origin_options,
     bench_folder,
     git,
     in_job_seconds,
@@ -180,8 +181,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=300, help="files in the origin repo (default 300)")
-    parser.add_argument("--commits", type=int, default=5, help="commits in the origin repo (default 5)")
+    add_origin_options(parser, files=300)
     parser.add_argument("--worktrees", type=int, default=200, help="worktrees to create (default 200)")
     parser.add_argument("--reps", type=int, default=3, help="dry runs and raw loops, median shown (default 3)")
     parser.add_argument("--calls", type=int, default=200, help="GET /admin/processes calls (default 200)")

@@ -4,6 +4,7 @@ for jobs."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
@@ -92,6 +93,12 @@ def random_text(rng: random.Random, vocabulary: list[str]) -> str:
             words.append(str(rng.randint(0, 10**9)))
         lines.append(" " * rng.choice((0, 4, 8)) + " ".join(words))
     return "\n".join(lines) + "\n"
+
+
+def add_origin_options(parser: argparse.ArgumentParser, files: int) -> None:
+    """--files and --commits: the size of the origin repo a benchmark generates with make_origin."""
+    parser.add_argument("--files", type=int, default=files, help=f"files in the origin repo (default {files})")
+    parser.add_argument("--commits", type=int, default=5, help="commits in the origin repo (default 5)")
 
 
 def make_origin(origin_root: Path, repo: str, files: int, commits: int) -> Path:
