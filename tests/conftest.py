@@ -23,6 +23,7 @@ from redis import Redis
 from sidecar import create_app
 from sidecar.config import Settings, load_settings
 from tests.support.fake_llm import write_opencode_config
+from tests.support.githttp import GitHttpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_TOKEN = "ghp_TESTSENTINELtoken0123456789abcdef"
@@ -123,6 +124,14 @@ class Origin:
 @pytest.fixture(scope="session")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Origin:
     return Origin(tmp_path_factory.mktemp("origin"))
+
+
+@pytest.fixture
+def git_server(origin: Origin) -> Iterator[GitHttpServer]:
+    """The origin's repos over HTTP behind the token, as GitHub serves private ones: git gets in only through
+    the credential helper."""
+    with GitHttpServer(origin.root, auth=(GITHUB_USER, SECRET_TOKEN)) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

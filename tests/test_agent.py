@@ -17,7 +17,7 @@ import pytest
 from redis import Redis
 
 from sidecar.opencode import Opencode
-from tests.conftest import GITHUB_USER, SECRET_TOKEN, Origin, Stack, StackFactory, git, start_opencode, wait_until
+from tests.conftest import SECRET_TOKEN, Origin, Stack, StackFactory, git, start_opencode, wait_until
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
 from tests.support.githttp import GitHttpServer
@@ -36,12 +36,6 @@ def answering_opencode(tmp_path_factory: pytest.TempPathFactory, llm: FakeLLM) -
     server = start_opencode(tmp_path_factory.mktemp("opencode-with-llm"), llm.url)
     yield server.url
     server.stop()
-
-
-@pytest.fixture
-def git_server(origin: Origin) -> Iterator[GitHttpServer]:
-    with GitHttpServer(origin.root, auth=(GITHUB_USER, SECRET_TOKEN)) as served:
-        yield served
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sidecar.gitcmd import CREDENTIAL_HELPER
-from tests.conftest import GITHUB_USER, SECRET_TOKEN, Origin, Stack, StackFactory, git
+from tests.conftest import SECRET_TOKEN, Origin, Stack, StackFactory, git
 from tests.support.fake_github import FakeGitHub
 from tests.support.githttp import GitHttpServer
 
@@ -32,12 +32,6 @@ REPOS = [
 def github() -> Iterator[FakeGitHub]:
     with FakeGitHub(SECRET_TOKEN, REPOS) as fake:
         yield fake
-
-
-@pytest.fixture
-def server(origin: Origin) -> Iterator[GitHttpServer]:
-    with GitHttpServer(origin.root, auth=(GITHUB_USER, SECRET_TOKEN)) as served:
-        yield served
 
 
 def listing(stack: Stack, query: str = "") -> tuple[int, Any]:
@@ -96,11 +90,11 @@ def test_github_refusals(origin: Origin, stack_factory: StackFactory, github: Fa
 
 
 def test_push_opens_a_pull_request(
-    origin: Origin, stack_factory: StackFactory, github: FakeGitHub, server: GitHttpServer, opencode_url: str
+    origin: Origin, stack_factory: StackFactory, github: FakeGitHub, git_server: GitHttpServer, opencode_url: str
 ) -> None:
     name = f"octo{uuid.uuid4().hex[:4]}/service"
     bare = origin.create(name)
-    stack = stack_factory(server.base_url, GITHUB_API_URL=github.url, OPENCODE_URL=opencode_url)
+    stack = stack_factory(git_server.base_url, GITHUB_API_URL=github.url, OPENCODE_URL=opencode_url)
     chat = stack.api.wait(stack.client.post("/admin/chats", json={"repo": name, "title": "Fix it"}).get_json())
     assert chat["status"] == "finished", chat
     session_id, path = chat["result"]["session_id"], Path(chat["result"]["path"])
@@ -139,16 +133,16 @@ def test_push_opens_a_pull_request(
     assert stack.client.post(f"/admin/chats/{session_id}/push", json={"draft": "maybe"}).status_code == 422
 
 
-def test_the_agents_own_push_uses_the_helper(origin: Origin, server: GitHttpServer, tmp_path: Path) -> None:
+def test_the_agents_own_push_uses_the_helper(origin: Origin, git_server: GitHttpServer, tmp_path: Path) -> None:
     """What bin/start sets up for the agent: git config naming the helper, the token only in the environment."""
     name = f"octo{uuid.uuid4().hex[:4]}/agent"
     bare = origin.create(name)
     config = tmp_path / "gitconfig"
-    git("config", "--file", str(config), f"credential.{server.base_url.rstrip('/')}.helper", CREDENTIAL_HELPER)
+    git("config", "--file", str(config), f"credential.{git_server.base_url.rstrip('/')}.helper", CREDENTIAL_HELPER)
     env = {**os.environ, "GIT_CONFIG_GLOBAL": str(config), "GIT_TERMINAL_PROMPT": "0", "GITHUB_TOKEN": SECRET_TOKEN}
     work = tmp_path / "work"
     run = lambda *args: subprocess.run(["git", *args], env=env, check=True, capture_output=True, text=True)  # noqa: E731
-    run("clone", "-q", f"{server.base_url}{name}.git", str(work))
+    run("clone", "-q", f"{git_server.base_url}{name}.git", str(work))
     (work / "agent.txt").write_text("by the agent")
     run("-C", str(work), "add", "agent.txt")
     run("-C", str(work), "-c", "user.name=a", "-c", "user.email=a@e", "commit", "-q", "-m", "agent work")
