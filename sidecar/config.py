@@ -15,22 +15,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T", int, float)
 
 
-def _number(name: str, default: T, kind: Callable[[str], T]) -> T:
+def _number(name: str, default: T, kind: Callable[[str], T], minimum: T | None) -> T:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        return kind(raw)
+        value = kind(raw)
     except ValueError as exc:
         raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise SystemExit(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
 
 
-def _int(name: str, default: int) -> int:
-    return _number(name, default, int)
+def _int(name: str, default: int, minimum: int | None = 0) -> int:
+    return _number(name, default, int, minimum)
 
 
-def _float(name: str, default: float) -> float:
-    return _number(name, default, float)
+def _float(name: str, default: float, minimum: float | None = 0) -> float:
+    return _number(name, default, float, minimum)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,12 @@ class Settings:
     kill_grace: float
     github_api_url: str
     github_cache_ttl: int
+    run_dir: Path | None
+    memory_limit_mb: int
+    chat_memory_mb: int
+    chat_memory_wait: int
+    agent_restart_mb: int
+    agent_restart_quiet: int
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -85,10 +94,16 @@ def load_settings() -> Settings:
         gc_interval=_int("MECODES_GC_INTERVAL", 6 * 3600),
         gc_max_idle_days=_float("MECODES_GC_MAX_IDLE_DAYS", 7),
         gc_repo_idle_days=_float("MECODES_GC_REPO_IDLE_DAYS", 30),
-        agent_release_interval=_int("MECODES_AGENT_RELEASE_INTERVAL", 300),
+        agent_release_interval=_int("MECODES_AGENT_RELEASE_INTERVAL", 60),
         agent_idle_minutes=_float("MECODES_AGENT_IDLE_MINUTES", 15),
         stack_pid=_int("MECODES_STACK_PID", 0) or None,
         kill_grace=_float("MECODES_KILL_GRACE", 5),
         github_api_url=os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
         github_cache_ttl=_int("MECODES_GITHUB_CACHE_TTL", 300),
+        run_dir=Path(os.environ["MECODES_RUN_DIR"]) if os.environ.get("MECODES_RUN_DIR") else None,
+        memory_limit_mb=_int("MECODES_MEMORY_LIMIT_MB", 0),
+        chat_memory_mb=_int("MECODES_CHAT_MEMORY_MB", 200),
+        chat_memory_wait=_int("MECODES_CHAT_MEMORY_WAIT", 1800),
+        agent_restart_mb=_int("MECODES_AGENT_RESTART_MB", 400),
+        agent_restart_quiet=_int("MECODES_AGENT_RESTART_QUIET", 120),
     )

@@ -1,0 +1,80 @@
+"""`python -m sidecar.startup CONFIG_PATH`: what bin/start checks and writes before any service starts.
+
+- Every setting is read once, so a bad value stops the start with a message naming its variable, instead of a
+  service failing on it, being restarted and failing again.
+- opencode's config for the stack is written to CONFIG_PATH (bin/start points OPENCODE_CONFIG at it): language
+  servers and formatters off (a language server costs 125 MB or more), no self-update (the image pins the
+  version), sessions never shared off the machine, and the agent's commands run through bin/agent-shell/bash, which
+  makes them the first victims when memory runs out. The person's own settings win over these: opencode's config
+  file on the volume, then MECODES_OPENCODE_CONFIG (JSON), merged key by key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from sidecar.config import REPO_ROOT, load_settings
+
+STACK_DEFAULTS: dict[str, Any] = {
+    "$schema": "https://opencode.ai/config.json",
+    "lsp": False,
+    "formatter": False,
+    "autoupdate": False,
+    "share": "disabled",
+    "shell": str(REPO_ROOT / "bin" / "agent-shell" / "bash"),
+}
+CONFIG_VARIABLE = "MECODES_OPENCODE_CONFIG"
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, objects merged key by key (as opencode merges its config files)."""
+    merged = dict(base)
+    for key, value in override.items():
+        both_objects = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = merge(merged[key], value) if both_objects else value
+    return merged
+
+
+def _object(text: str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise SystemExit(f"{where} is not valid JSON ({exc}); comments are not allowed there") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"{where} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def person_settings(environ: dict[str, str]) -> list[dict[str, Any]]:
+    """The person's own opencode settings, in the order they apply: the file on the volume, then the variable."""
+    found = []
+    home = environ.get("MECODES_OPENCODE_HOME")
+    volume_file = Path(home) / "config" / "opencode" / "opencode.json" if home else None
+    if volume_file is not None and volume_file.is_file():
+        found.append(_object(volume_file.read_text(), f"{volume_file} (opencode's config on the volume)"))
+    if raw := environ.get(CONFIG_VARIABLE, "").strip():
+        found.append(_object(raw, CONFIG_VARIABLE))
+    return found
+
+
+def opencode_config(environ: dict[str, str]) -> dict[str, Any]:
+    config = STACK_DEFAULTS
+    for settings in person_settings(environ):
+        config = merge(config, settings)
+    return config
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2:
+        raise SystemExit("usage: python -m sidecar.startup OPENCODE_CONFIG_PATH")
+    load_settings()
+    config = opencode_config(dict(os.environ))
+    Path(argv[1]).write_text(json.dumps(config, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
