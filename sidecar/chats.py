@@ -9,39 +9,35 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from sidecar.agent_instances import CALLS_IN_PARALLEL, Instances
 from sidecar.gitcmd import Git
 from sidecar.inventory import WorktreeInfo, all_worktrees, disk_usage, last_activity
 from sidecar.layout import Layout
-from sidecar.opencode import ERROR, IDLE, Opencode
+from sidecar.opencode import ERROR, IDLE
 
-CALLS_IN_PARALLEL = 4  # opencode answers per-directory and per-session questions concurrently
 DISK_USAGE_MAX_AGE = 60  # seconds
-
-
-def statuses_by_session(opencode: Opencode, directories: set[str]) -> dict[str, str]:
-    """Session id → status for every session in `directories` (idle unless opencode says otherwise)."""
-    found: dict[str, str] = {}
-    with ThreadPoolExecutor(CALLS_IN_PARALLEL) as pool:
-        for statuses in pool.map(opencode.statuses, sorted(directories)):
-            found.update(statuses)
-    return found
 
 
 def _ms(value: Any) -> datetime | None:
     return datetime.fromtimestamp(value / 1000, UTC) if isinstance(value, int | float) else None
 
 
-def chat_entries(layout: Layout, git: Git, opencode: Opencode) -> list[dict[str, Any]]:
+def chat_entries(layout: Layout, git: Git, instances: Instances) -> list[dict[str, Any]]:
     """Every session and every worktree, joined. Whether a reply failed is asked only for chats that still
-    have their worktree (one request each): old sessions without one accumulate and are shown as they are."""
-    sessions = opencode.sessions()
+    have their worktree (one request each): old sessions without one accumulate and are shown as they are.
+    Released instances are not woken: their chats are idle, with the error remembered at release."""
+    sessions = instances.opencode.sessions()
     worktrees = all_worktrees(layout, git)
     by_session = {w.opencode_session: w for w in worktrees if w.opencode_session}
-    status = statuses_by_session(opencode, {s["directory"] for s in sessions})
+    status = instances.statuses(sessions)
+    released, remembered = instances.released(sessions), instances.remembered_errors()
 
     def entry(session: dict[str, Any]) -> dict[str, Any]:
         worktree = by_session.get(session["id"])
-        return _entry(session, worktree, *_state(opencode, session, worktree, status.get(session["id"], IDLE)))
+        if session["directory"] in released:
+            error = remembered.get(session["id"]) if worktree else None
+            return _entry(session, worktree, ERROR if error else IDLE, error)
+        return _entry(session, worktree, *_state(instances, session, worktree, status.get(session["id"], IDLE)))
 
     with ThreadPoolExecutor(CALLS_IN_PARALLEL) as pool:
         entries = list(pool.map(entry, sessions))
@@ -62,14 +58,14 @@ def recent_disk_usage(path: Path, touched: float | None) -> int:
 
 
 def _state(
-    opencode: Opencode, session: dict[str, Any], worktree: WorktreeInfo | None, status: str
+    instances: Instances, session: dict[str, Any], worktree: WorktreeInfo | None, status: str
 ) -> tuple[str, str | None]:
     """(status, why the last reply failed): an idle chat whose last reply failed is in `error`."""
     if status != IDLE or worktree is None:
         return status, None
     # Not cached: opencode reports the session idle, and only then records the reply's error, without a new
     # update time; so nothing observable says when a cached answer went stale.
-    error = opencode.last_error(session["id"], session["directory"])
+    error = instances.opencode.last_error(session["id"], session["directory"])
     return (ERROR if error else IDLE), error
 
 

@@ -50,12 +50,14 @@ class JobQueue:
         *args: Any,
         depends_on: Job | None = None,
         job_id: str | None = None,
+        waits: int = 0,
     ) -> Job:
+        """`waits`: seconds the job may spend waiting (for memory, say) on top of its git work's time limit."""
         return self.queue.enqueue(
             func,
             *args,
             job_id=job_id or new_job_id(),
-            job_timeout=self.settings.clone_timeout + 60,
+            job_timeout=self.settings.clone_timeout + 60 + waits,
             result_ttl=self.settings.job_result_ttl,
             failure_ttl=self.settings.job_failure_ttl,
             meta={"kind": kind},

@@ -127,11 +127,56 @@ class DiskSchema(StrictSchema):
     worktrees_bytes = fields.Integer()
 
 
+class ServiceStateSchema(StrictSchema):
+    pid = fields.Integer(allow_none=True)
+    state = fields.String(metadata={"description": "running, or restarting after it exited"})
+    restarts = fields.Integer(metadata={"description": "times procman restarted it after it exited"})
+    last_exit = fields.String(allow_none=True, metadata={"description": "how it last ended"})
+    due_in = fields.Integer(allow_none=True, metadata={"description": "seconds until the next start, while restarting"})
+
+
 class HealthSchema(StrictSchema):
     status = fields.String(metadata={"description": "ok or unavailable"})
     redis = fields.Boolean()
     workers = fields.List(fields.String())
+    services = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(ServiceStateSchema),
+        metadata={"description": "the Procfile's services as procman reports them (empty when procman is not used)"},
+    )
     problems = fields.List(fields.String())
+
+
+class ServiceMemorySchema(StrictSchema):
+    name = fields.String()
+    pid = fields.Integer(allow_none=True)
+    state = fields.String(allow_none=True)
+    restarts = fields.Integer()
+    last_exit = fields.String(allow_none=True)
+    pss_bytes = fields.Integer(
+        allow_none=True, metadata={"description": "PSS of the service and its children (opencode: itself only)"}
+    )
+    oom_score_adj = fields.Integer(allow_none=True, metadata={"description": "higher: killed sooner, out of memory"})
+
+
+class AgentCommandSchema(StrictSchema):
+    pid = fields.Integer()
+    command = fields.String()
+    pss_bytes = fields.Integer()
+    oom_score_adj = fields.Integer(allow_none=True)
+
+
+class MemorySchema(StrictSchema):
+    limit_bytes = fields.Integer(metadata={"description": "what the stack may use"})
+    used_bytes = fields.Integer(metadata={"description": "anonymous, shared and mapped memory (page cache excluded)"})
+    headroom_bytes = fields.Integer()
+    source = fields.String(metadata={"description": "where the limit comes from: cgroup v1/v2, machine or setting"})
+    chat_reserve_bytes = fields.Integer(metadata={"description": "headroom a new chat needs to start (else it waits)"})
+    agent_restart_bytes = fields.Integer(metadata={"description": "opencode above this is restarted when all is idle"})
+    services = fields.List(fields.Nested(ServiceMemorySchema))
+    agent_commands = fields.List(fields.Nested(AgentCommandSchema))
+    agent_commands_pss_bytes = fields.Integer()
+    oom_kills = fields.Integer(metadata={"description": "processes the kernel's OOM killer has ended since boot"})
 
 
 class GcRequest(StrictSchema):

@@ -12,9 +12,12 @@ from sidecar.gitcmd import Git
 from sidecar.jobqueue import connect
 from sidecar.layout import Layout
 from sidecar.lifetime import die_with_parent
+from sidecar.memory import set_own_oom_score_adj
+from worker.context import StepAside
 from worker.cron import periodic_jobs, spawn_scheduler
 from worker.recovery import recover
 
+JOB_OOM_SCORE_ADJ = 500
 STOPPED = "the stack shut down while this job ran, so it was stopped; send the request again"
 
 
@@ -24,6 +27,9 @@ class MecodesWorker(Worker):
 
     def main_work_horse(self, job, queue):
         die_with_parent()
+        # Out of memory, a job (and its git) goes before the stack's services and opencode: it fails with a
+        # reason and can be sent again. The agent's own commands (1000) still go first.
+        set_own_oom_score_adj(JOB_OOM_SCORE_ADJ)
         return super().main_work_horse(job, queue)
 
     def heartbeat(self, timeout=None, pipeline=None):
@@ -33,6 +39,15 @@ class MecodesWorker(Worker):
             self.connection.delete(self.key)  # fields written since the restart, without pid or birth
             self.register_birth()
         super().heartbeat(timeout, pipeline)
+
+    def handle_exception(self, job, *exc_info):
+        """A job that steps aside (worker.context.StepAside) is no failure: give it one retry, which RQ's failure
+        handling then spends putting it back at the end of the queue."""
+        if isinstance(exc_info[1], StepAside):
+            job.retries_left, job.retry_intervals = 1, None
+            self.log.info("job %s steps aside for the jobs queued behind it: %s", job.id, exc_info[1])
+            return
+        super().handle_exception(job, *exc_info)
 
     def request_force_stop(self, signum, frame):
         job = self.get_current_job()

@@ -8,18 +8,25 @@ job's error names the phase that failed.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sidecar import procman
+from sidecar.agent_instances import Instances
 from sidecar.gitcmd import Git
 from sidecar.github import GitHub
 from sidecar.inventory import commits_of_its_own, default_branch, find_by_opencode_session, session_link, work_state
+from sidecar.memory_manager import AGENT, admits_a_chat, restart_agent_if_idle, waiting_text
 from sidecar.names import RepoName
 from sidecar.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
 from worker import repo_ops
-from worker.context import JobContext, ensure_cached
+from worker.context import JobContext, StepAside, ensure_cached
 from worker.repo_ops import Refused
+
+MEMORY_POLL_SECONDS = 2
+AGENT_START_WAIT = 60  # seconds a chat waits for opencode to answer again (it restarts in about 5)
 
 
 @dataclass(frozen=True)
@@ -37,8 +44,45 @@ def chat_url(session_id: str) -> str:
     return f"/#/chat/{session_id}"
 
 
+def wait_for_memory(ctx: JobContext, opencode: Opencode) -> None:
+    """Return once there is headroom for one more agent (MECODES_CHAT_MEMORY_MB). Meanwhile the job says so in
+    its progress, opencode is restarted if it holds memory while every chat is idle, and other queued jobs get
+    the worker (deleting a chat frees memory too): the job steps aside and comes back after them."""
+    since = ctx.job.meta.setdefault("memory_wait_since", time.time())
+    while True:
+        admitted, now = admits_a_chat(ctx.settings)
+        if admitted:
+            return
+        ctx.progress(waiting_text(now, ctx.settings))
+        if time.time() - since > ctx.settings.chat_memory_wait:
+            raise Refused(
+                f"no memory for a new chat after {ctx.settings.chat_memory_wait} s ({waiting_text(now, ctx.settings)});"
+                " stop or delete chats, then try again"
+            )
+        with contextlib.suppress(OpencodeUnavailable, OpencodeError):
+            restart_agent_if_idle(opencode, ctx.redis, ctx.settings, quiet=0)
+        if ctx.others_waiting():
+            raise StepAside("a chat waiting for memory lets other jobs run first")
+        time.sleep(MEMORY_POLL_SECONDS)
+
+
+def wait_for_agent(ctx: JobContext, opencode: Opencode) -> None:
+    """Return once opencode answers, else raise its last error. When procman runs it, a down opencode is
+    coming back (restarted to give memory back, or after a crash), so that is waited for a while."""
+    managed = AGENT in procman.services(ctx.settings.run_dir)
+    deadline = time.monotonic() + (AGENT_START_WAIT if managed else 0)
+    while True:
+        try:
+            return opencode.check()
+        except OpencodeUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def start_chat(ctx: JobContext, chat: ChatRequest) -> dict[str, Any]:
     opencode = Opencode(ctx.settings.opencode_url)
+    wait_for_memory(ctx, opencode)
     phase = "repo"
     with ctx.lock(chat.repo):
         try:
@@ -55,6 +99,7 @@ def start_chat(ctx: JobContext, chat: ChatRequest) -> dict[str, Any]:
         try:
             phase = "session"
             ctx.progress("session: create the opencode session")
+            wait_for_agent(ctx, opencode)
             metadata = {"mecodes": {"repo": str(chat.repo), "branch": worktree.branch, "worktree": chat.label}}
             session = opencode.create_session(str(worktree.path), chat.title, metadata)
             session_link(ctx.layout, chat.repo, worktree.path).write_text(session["id"])
@@ -106,6 +151,7 @@ def end_chat(ctx: JobContext, session_id: str, force: bool) -> dict[str, Any]:
         ctx.progress("session: delete it")
         opencode.delete(session_id, directory)
     opencode.dispose(directory)  # the memory opencode held for the chat's folder
+    Instances(opencode, ctx.redis).forget([directory], [session_id])
     return {**done, "session_deleted": bool(session)}
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis import Redis
-from rq import get_current_job
+from rq import Queue, get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
@@ -40,6 +40,10 @@ class JobContext:
     def git_progress(self, step: str) -> ProgressThrottle:
         return ProgressThrottle(lambda phase, percent: self.progress(step, phase, percent))
 
+    def others_waiting(self) -> bool:
+        """Whether other jobs are queued behind this one."""
+        return Queue(self.job.origin, connection=self.redis).count > 0
+
     def lock(self, repo: RepoName) -> AbstractContextManager[None]:
         self.progress("waiting for the repo lock")
         return repo_lock(self.redis, repo, self.job.id, self.settings.lock_ttl, self.settings.clone_timeout)
@@ -54,6 +58,11 @@ def job_context() -> JobContext:
     return JobContext(settings, layout, Git(settings), job.connection, job)
 
 
+class StepAside(Exception):
+    """Raised by a job that waits (for memory, say) while other jobs are queued: the worker puts it back at the
+    end of the queue (worker.__main__), so the single worker serves the others meanwhile."""
+
+
 def reports_errors(func: F) -> F:
     """Record a readable, redacted reason on the job before RQ marks it failed."""
 
@@ -61,6 +70,8 @@ def reports_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except StepAside:
+            raise
         except Exception as exc:
             job = get_current_job()
             if job is not None:

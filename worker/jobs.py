@@ -10,7 +10,7 @@ from typing import Any
 from rq.job import Job, JobStatus
 
 from sidecar import gc_status
-from sidecar.chats import statuses_by_session
+from sidecar.agent_instances import Instances
 from sidecar.inventory import all_worktrees, default_branch, repo_worktrees
 from sidecar.locks import repo_lock
 from sidecar.names import RepoName, parse_repo
@@ -19,7 +19,7 @@ from worker import repo_ops
 from worker.chats import ChatRequest, end_chat, push_chat, start_chat
 from worker.context import JobContext, ensure_cached, job_context, reports_errors
 from worker.gc import Collector, Policy
-from worker.release import release_idle_instances
+from worker.release import give_memory_back
 from worker.repo_ops import Refused
 
 
@@ -69,10 +69,10 @@ def _clone_succeeded(ctx: JobContext, clone_job_id: str) -> bool:
 
 @reports_errors
 def release_idle_agents() -> dict[str, Any]:
-    """See worker.release: opencode's memory for chats idle longer than MECODES_AGENT_IDLE_MINUTES."""
+    """See worker.release: opencode's memory for chats idle longer than MECODES_AGENT_IDLE_MINUTES, and a
+    restart of opencode when it holds more than MECODES_AGENT_RESTART_MB while every chat is idle."""
     ctx = job_context()
-    opencode = Opencode(ctx.settings.opencode_url)
-    return release_idle_instances(opencode, ctx.redis, ctx.settings.agent_idle_minutes * 60)
+    return give_memory_back(Opencode(ctx.settings.opencode_url), ctx.redis, ctx.settings)
 
 
 @reports_errors
@@ -98,9 +98,11 @@ def collect_garbage(dry_run: bool, max_idle_days: float | None = None) -> dict[s
 
 def _busy_sessions(ctx: JobContext) -> set[str]:
     """Sessions opencode is working on; none when it does not answer (then no session runs)."""
-    linked = [w for w in all_worktrees(ctx.layout, ctx.git, with_state=False) if w.opencode_session and w.exists]
+    linked = {str(w.path) for w in all_worktrees(ctx.layout, ctx.git, with_state=False) if w.opencode_session}
+    opencode = Opencode(ctx.settings.opencode_url)
     try:
-        statuses = statuses_by_session(Opencode(ctx.settings.opencode_url), {str(w.path) for w in linked})
+        sessions = [s for s in opencode.sessions() if s.get("directory") in linked]
+        statuses = Instances(opencode, ctx.redis).statuses(sessions)
     except (OpencodeUnavailable, OpencodeError):
         return set()
     return {sid for sid, status in statuses.items() if status != IDLE}

@@ -3,24 +3,25 @@
 opencode keeps an in-memory instance per directory (per chat), and after a reply it holds on to it: ten answered
 chats took opencode from 320 MB to about 1,000 MB RSS, and disposing their instances brought it back to about
 510 MB (measured with opencode 1.18.33). A disposed instance is rebuilt, cheaply, by the next request for its
-directory; the sessions and their messages are on disk and stay.
+directory; the sessions and their messages are on disk and stay. What disposing cannot give back (opencode's
+heap keeps it), a restart of opencode does, once every chat is idle (sidecar.memory_manager).
 
 A directory is released once its sessions have been quiet for the idle limit and none of them is busy, and only
-once per change: Redis remembers the newest session update each release saw, so a chat left open on a phone
-(which rebuilds the instance when its event stream reconnects) is not released over and over.
+once per change (sidecar.agent_instances), so a chat left open on a phone (which rebuilds the instance when its
+event stream reconnects) is not released over and over.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from typing import Any
 
 from redis import Redis
 
+from sidecar.agent_instances import Instances, by_directory, newest_updates
+from sidecar.config import Settings
+from sidecar.memory_manager import restart_agent_if_idle
 from sidecar.opencode import IDLE, Opencode, OpencodeUnavailable
-
-RELEASED_KEY = "mecodes:agents:released"  # directory -> the newest session update (ms) when last released
 
 
 def release_idle_instances(opencode: Opencode, redis: Redis, idle_seconds: float) -> dict[str, Any]:
@@ -28,22 +29,27 @@ def release_idle_instances(opencode: Opencode, redis: Redis, idle_seconds: float
         sessions = opencode.sessions()
     except OpencodeUnavailable as down:  # nothing held to give back; and no failed run every few minutes
         return {"skipped": str(down), "released": [], "busy": []}
-    newest: dict[str, int] = defaultdict(int)
-    for session in sessions:
-        updated = (session.get("time") or {}).get("updated")
-        if session.get("directory") and isinstance(updated, int):
-            newest[session["directory"]] = max(newest[session["directory"]], updated)
-    released_at = {k.decode(): int(v) for k, v in redis.hgetall(RELEASED_KEY).items()}
+    instances = Instances(opencode, redis)
+    newest = newest_updates(sessions)
+    released_at = instances.released_at()
     if gone := set(released_at) - set(newest):  # chats deleted since
-        redis.hdel(RELEASED_KEY, *gone)
+        instances.forget(gone)
     quiet_since = (time.time() - idle_seconds) * 1000
     candidates = sorted(d for d, t in newest.items() if t > released_at.get(d, 0) and t <= quiet_since)
+    grouped = by_directory(sessions)
     released, busy = [], []
     for directory in candidates:
         if any(status != IDLE for status in opencode.statuses(directory).values()):
             busy.append(directory)
             continue
-        opencode.dispose(directory)
-        redis.hset(RELEASED_KEY, directory, newest[directory])
+        instances.release(directory, grouped[directory], newest[directory])
         released.append(directory)
     return {"skipped": None, "released": released, "busy": busy, "unchanged_or_recent": len(newest) - len(candidates)}
+
+
+def give_memory_back(opencode: Opencode, redis: Redis, settings: Settings) -> dict[str, Any]:
+    """Release idle chats' instances, then restart opencode if it still holds too much while all is idle."""
+    outcome = release_idle_instances(opencode, redis, settings.agent_idle_minutes * 60)
+    if outcome["skipped"]:
+        return outcome
+    return {**outcome, "restart": restart_agent_if_idle(opencode, redis, settings, settings.agent_restart_quiet)}

@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
 
+from sidecar.agent_instances import Instances
 from sidecar.api.errors import parse_path, refuse_if_holding_work
 from sidecar.api.jobs import job_view
 from sidecar.chats import chat_entries
@@ -48,7 +49,15 @@ class Chats(MethodView):
             model = {"providerID": provider, "modelID": model_id}
         label = f"chat-{uuid.uuid4().hex[:12]}"
         job = services().jobs.enqueue(
-            "chat", worker_jobs.create_chat, str(repo), label, body["branch"], title, prompt, model
+            "chat",
+            worker_jobs.create_chat,
+            str(repo),
+            label,
+            body["branch"],
+            title,
+            prompt,
+            model,
+            waits=services().settings.chat_memory_wait,
         )
         return job_view(job)
 
@@ -58,7 +67,7 @@ class Chats(MethodView):
         """opencode's sessions joined with the worktrees, newest activity first; sessions without a worktree and
         worktrees without a session are listed too (`has_session`, `has_worktree`)."""
         svc = services()
-        return {"chats": chat_entries(svc.layout, svc.git, opencode())}
+        return {"chats": chat_entries(svc.layout, svc.git, Instances(opencode(), svc.jobs.redis))}
 
 
 @blp.route("/<session_id>")

@@ -1,4 +1,4 @@
-"""Health and disk usage."""
+"""Health, disk and memory."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from redis.exceptions import RedisError
 
+from sidecar import procman
 from sidecar.inventory import disk_usage
+from sidecar.memory_manager import report
 from sidecar.opencode import Opencode, OpencodeUnavailable
-from sidecar.schemas import DiskSchema, HealthSchema
+from sidecar.schemas import DiskSchema, HealthSchema, MemorySchema
 from sidecar.services import services
 from sidecar.workers import live_workers
 
@@ -23,9 +25,11 @@ class Health(MethodView):
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, schema=HealthSchema, description="something is down; `problems` says what")
     def get(self) -> tuple[dict[str, Any], int]:
-        """200 when Redis answers, a worker is alive and opencode is healthy; else 503 naming what is down."""
+        """200 when Redis answers, a worker is alive and opencode is healthy; else 503 naming what is down, and
+        what procman is restarting."""
         queue = services().jobs.queue
-        problems: list[str] = []
+        stack = procman.services(services().settings.run_dir)
+        problems = procman.problems(stack)
         workers: list[str] = []
         redis_ok = False
         try:
@@ -40,7 +44,7 @@ class Health(MethodView):
                 Opencode(opencode_url, timeout=2).check()
             except OpencodeUnavailable as exc:
                 problems.append(f"opencode: {exc}")
-        body = {"status": "unavailable" if problems else "ok", "redis": redis_ok, "workers": workers}
+        body = {"status": "unavailable" if problems else "ok", "redis": redis_ok, "workers": workers, "services": stack}
         return {**body, "problems": problems}, 503 if problems else 200
 
 
@@ -59,3 +63,11 @@ class Disk(MethodView):
             "repos_bytes": disk_usage(layout.repos_dir),
             "worktrees_bytes": disk_usage(layout.worktrees_dir),
         }
+
+
+@blp.route("/memory")
+class Memory(MethodView):
+    @blp.response(200, MemorySchema)
+    def get(self) -> dict[str, Any]:
+        """The memory limit, use and headroom; each service's PSS and restarts; the agent's commands."""
+        return report(services().settings)

@@ -8,9 +8,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
 
+from sidecar.agent_instances import Instances
 from sidecar.api.errors import parse_path, refuse_if_holding_work
 from sidecar.api.jobs import job_view
-from sidecar.chats import statuses_by_session
 from sidecar.inventory import WorktreeInfo, all_worktrees, find_worktree
 from sidecar.names import parse_repo, parse_session_id
 from sidecar.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
@@ -44,15 +44,13 @@ def _sessions(worktrees: list[WorktreeInfo]) -> dict[str, dict[str, Any]]:
     if not linked:
         return {}
     client = Opencode(services().settings.opencode_url, timeout=3)
+    wanted = {w.opencode_session for w in linked}
     try:
-        statuses = statuses_by_session(client, {str(w.path) for w in linked})
-        found = {}
-        for w in linked:
-            if session := client.session(w.opencode_session or ""):
-                found[session["id"]] = {"title": session.get("title"), "status": statuses.get(session["id"], IDLE)}
-        return found
+        sessions = [s for s in client.sessions() if s["id"] in wanted]
+        statuses = Instances(client, services().jobs.redis).statuses(sessions)
     except (OpencodeUnavailable, OpencodeError):
         return {}
+    return {s["id"]: {"title": s.get("title"), "status": statuses.get(s["id"], IDLE)} for s in sessions}
 
 
 @blp.route("")
