@@ -301,6 +301,12 @@ def stack_factory(stack_env: dict[str, str], tmp_path: Path) -> Iterator[StackFa
 class OpencodeServer:
     proc: subprocess.Popen[bytes]
     url: str
+    home: Path
+
+    def instances_created(self, directory: str) -> int:
+        """How often opencode built an instance for `directory` (from its log): a released one must stay gone."""
+        logs = (self.home / "data" / "opencode" / "log").glob("*.log")
+        return sum(f.read_text().count(f'message="creating instance" directory={directory}\n') for f in logs)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -329,7 +335,7 @@ def start_opencode(home: Path, llm_url: str | None = None) -> OpencodeServer:
         stderr=log,
         cwd=home,
     )
-    server = OpencodeServer(proc, f"http://127.0.0.1:{port}")
+    server = OpencodeServer(proc, f"http://127.0.0.1:{port}", home)
 
     def healthy() -> bool:
         assert proc.poll() is None, "opencode exited"

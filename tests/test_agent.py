@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from sidecar.agent_instances import RELEASED_KEY
 from sidecar.opencode import Opencode
-from tests.conftest import SECRET_TOKEN, Origin, Stack, StackFactory, git, start_opencode, wait_until
+from tests.conftest import SECRET_TOKEN, OpencodeServer, Origin, Stack, StackFactory, git, start_opencode, wait_until
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
 from tests.support.githttp import GitHttpServer
 from tests.test_chats import new_chat, oc
-from worker.release import RELEASED_KEY, release_idle_instances
+from worker.release import release_idle_instances
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +33,15 @@ def llm() -> Iterator[FakeLLM]:
 
 
 @pytest.fixture(scope="module")
-def answering_opencode(tmp_path_factory: pytest.TempPathFactory, llm: FakeLLM) -> Iterator[str]:
+def answering_server(tmp_path_factory: pytest.TempPathFactory, llm: FakeLLM) -> Iterator[OpencodeServer]:
     server = start_opencode(tmp_path_factory.mktemp("opencode-with-llm"), llm.url)
-    yield server.url
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def answering_opencode(answering_server: OpencodeServer) -> str:
+    return answering_server.url
 
 
 @pytest.fixture
@@ -131,26 +137,44 @@ class DisposedInstances:
 
 
 def test_idle_agents_give_their_memory_back_busy_ones_never(
-    stack: Stack, repo: str, origin: Origin, answering_opencode: str
+    stack: Stack, repo: str, origin: Origin, answering_server: OpencodeServer
 ) -> None:
+    answering_opencode = answering_server.url
     opencode, redis = Opencode(answering_opencode), Redis.from_url(stack.settings.redis_url)
     redis.delete(RELEASED_KEY)
     answered = new_chat(stack, repo=repo, prompt="Say hello")["result"]
-    other = f"agent{uuid.uuid4().hex[:6]}/busy"
+    other, failing_repo = f"agent{uuid.uuid4().hex[:6]}/busy", f"agent{uuid.uuid4().hex[:6]}/failing"
     origin.create(other)
+    origin.create(failing_repo)
     working = new_chat(stack, repo=other, prompt="WAIT for a long task")["result"]
+    failed = new_chat(stack, repo=failing_repo, prompt="FAIL the provider refused the API key")["result"]
     settled(stack, answered["session_id"], "idle")
     settled(stack, working["session_id"], "busy")
+    settled(stack, failed["session_id"], "error")
     disposed = DisposedInstances(answering_opencode)
     try:
         assert release_idle_instances(opencode, redis, idle_seconds=3600)["released"] == []  # not idle for long
 
         first = release_idle_instances(opencode, redis, idle_seconds=0)
-        assert answered["path"] in first["released"] and working["path"] in first["busy"]
-        wait_until(lambda: answered["path"] in disposed.seen, 10, "opencode to dispose the idle chat's instance")
-        assert working["path"] not in disposed.seen and listed(stack, working["session_id"])["status"] == "busy"
-        # The chat is whole: its messages are read back (a fresh instance), and it answers the next prompt.
+        assert {answered["path"], failed["path"]} <= set(first["released"]) and working["path"] in first["busy"]
+        wait_until(lambda: failed["path"] in disposed.seen, 10, "opencode to dispose the idle chats' instances")
+        built = {c["path"]: answering_server.instances_created(c["path"]) for c in (answered, failed)}
+        assert all(built.values()), built  # the log says when an instance is built
+        # Reading state does not wake a released chat: the list and the worktrees answer from what was remembered.
+        assert listed(stack, working["session_id"])["status"] == "busy" and working["path"] not in disposed.seen
+        assert listed(stack, answered["session_id"])["status"] == "idle"
+        assert (listed(stack, failed["session_id"])["status"], listed(stack, failed["session_id"])["last_error"]) == (
+            "error",
+            "the provider refused the API key",
+        )
+        worktrees = stack.client.get("/admin/worktrees").get_json()["worktrees"]
+        assert {w["opencode_session_id"]: w["status"] for w in worktrees}[answered["session_id"]] == "idle"
+        # The chat is whole: its messages are read back (a fresh instance: opencode logs it, in order, so by then
+        # any instance the reads above had built would be logged too), and it answers the next prompt.
         assert "Echo: Say hello" in replies(answering_opencode, answered)
+        rebuilt = built[answered["path"]] + 1
+        wait_until(lambda: answering_server.instances_created(answered["path"]) == rebuilt, 10, "the rebuild logged")
+        assert answering_server.instances_created(failed["path"]) == built[failed["path"]]
         assert answered["path"] not in release_idle_instances(opencode, redis, idle_seconds=0)["released"]  # once
         body = {"parts": [{"type": "text", "text": "And again"}]}
         oc(answering_opencode, "POST", f"/session/{answered['session_id']}/prompt_async", answered["path"], body)

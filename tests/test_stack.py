@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from tests.conftest import GITHUB_USER, ROOT, SECRET_TOKEN, TERMINAL, Origin, free_port, wait_until
+from tests.support.cgroup import MemoryCgroup, command_in
 from tests.support.fake_llm import write_opencode_config
 
 USER, PASSWORD = "phone", "correct horse battery staple"
@@ -59,9 +60,8 @@ class RunningStack:
         return psutil.Process(self.proc.pid).children()
 
 
-def start_stack(tmp: Path, origin: Origin, llm_url: str | None = None, git_base_url: str | None = None) -> RunningStack:
-    """bin/start as the container runs it; with `llm_url`, opencode's model is a FakeLLM there; repos come from
-    `git_base_url` (a GitHttpServer, say) or else straight from the origin's folder."""
+def stack_env(tmp: Path, origin: Origin, git_base_url: str | None = None, **extra: str) -> dict[str, str]:
+    """bin/start's environment for a stack in `tmp` on free loopback ports; `extra` adds or overrides variables."""
     ports = {name: str(free_port()) for name in ("HTTP", "REDIS", "OPENCODE", "SIDECAR")}
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MECODES_", "REDIS_URL", "OPENCODE_URL"))},
@@ -77,13 +77,31 @@ def start_stack(tmp: Path, origin: Origin, llm_url: str | None = None, git_base_
         "GITHUB_TOKEN": SECRET_TOKEN,
         "GITHUB_USER": GITHUB_USER,
         "HOME": str(tmp / "home"),
+        **extra,
     }
+    return env
+
+
+def start_stack(
+    tmp: Path,
+    origin: Origin,
+    llm_url: str | None = None,
+    git_base_url: str | None = None,
+    cgroup: MemoryCgroup | None = None,
+    **extra: str,
+) -> RunningStack:
+    """bin/start as the container runs it; with `llm_url`, opencode's model is a FakeLLM there; repos come from
+    `git_base_url` (a GitHttpServer, say) or else straight from the origin's folder; inside `cgroup` when given
+    (the VM's memory limit); `extra` environment variables."""
+    env = stack_env(tmp, origin, git_base_url, **extra)
     if llm_url:
         write_opencode_config(tmp / "opencode" / "config", llm_url)  # the Procfile's XDG_CONFIG_HOME for opencode
     log = tmp / "stack.log"
+    command = [str(ROOT / "bin/start")]
     with log.open("wb") as out:
-        proc = subprocess.Popen([ROOT / "bin/start"], cwd=ROOT, env=env, stdout=out, stderr=out)
-    stack = RunningStack(proc, f"http://127.0.0.1:{ports['HTTP']}", env, log)
+        argv = command_in(cgroup, command) if cgroup else command
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=out)
+    stack = RunningStack(proc, f"http://127.0.0.1:{env['MECODES_HTTP_PORT']}", env, log)
 
     def healthy() -> bool:
         assert proc.poll() is None, log.read_text()[-3000:]
@@ -209,13 +227,90 @@ def test_wrong_passwords_cost_as_much_as_unknown_users(stack: RunningStack) -> N
     assert 0.5 < ratio < 2, (wrong_password, wrong_user)
 
 
-def test_a_dying_service_takes_the_stack_down(stack: RunningStack) -> None:
-    everything = psutil.Process(stack.proc.pid).children(recursive=True)
-    redis = next(p for p in stack.services() if p.name() == "redis-server")
-    redis.kill()
-    assert stack.proc.wait(60) != 0
-    assert "redis exited" in stack.log.read_text()
+def service_pid(stack: RunningStack, name: str) -> int:
+    """The pid of the process procman runs for the Procfile's `name`, from its services.json."""
+    return json.loads((Path(stack.env["MECODES_RUN_DIR"]) / "services.json").read_text())["services"][name]["pid"]
+
+
+def service(stack: RunningStack, name: str) -> psutil.Process:
+    return psutil.Process(service_pid(stack, name))
+
+
+@pytest.mark.parametrize("name", ["redis", "worker", "opencode", "sidecar"])
+def test_a_killed_service_is_restarted_alone(stack: RunningStack, name: str) -> None:
+    others = {n: service_pid(stack, n) for n in ("redis", "worker", "opencode", "sidecar", "caddy") if n != name}
+    victim = service(stack, name)
+    victim.kill()
+    victim.wait(10)
+
+    def restarted() -> dict[str, Any] | None:
+        status, health = stack.request("GET", "/admin/health", auth=None)
+        entry = health["services"][name]
+        return health if status == 200 and entry["pid"] != victim.pid and entry["state"] == "running" else None
+
+    health = wait_until(restarted, 90, f"{name} restarted and health 200 again")
+    assert health["services"][name]["last_exit"] == "killed by signal 9 (SIGKILL)"
+    assert health["services"][name]["restarts"] >= 1
+    assert {n: service_pid(stack, n) for n in others} == others  # the rest kept serving
+    assert stack.proc.poll() is None
+    assert f"{name} killed by signal 9 (SIGKILL); restarting it" in stack.log.read_text()
+
+
+def test_health_says_what_is_restarting(tmp_path: Path, origin: Origin) -> None:
+    """While a service waits out its back-off, health is 503 and names it; repeated failures in the window stop
+    the whole stack, so the machine restarts."""
+    running = start_stack(tmp_path, origin, MECODES_RESTART_LIMIT="2", MECODES_RESTART_WINDOW="120")
+    everything = psutil.Process(running.proc.pid).children(recursive=True)
+    for attempt in (1, 2):
+        worker = service(running, "worker")
+        worker.kill()
+        worker.wait(10)
+
+        def says_restarting() -> bool:
+            status, health = running.request("GET", "/admin/health", auth=None)
+            restarting = [p for p in health["problems"] if p.startswith("worker: restarting after it killed by signal")]
+            return status == 503 and bool(restarting)
+
+        wait_until(says_restarting, 10, "health 503 naming the worker's restart")
+        wait_until(lambda: running.request("GET", "/admin/health", auth=None)[0] == 200, 60, f"health after {attempt}")
+    service(running, "worker").kill()  # the third failure in the window: more than the limit
+    assert running.proc.wait(60) != 0
+    assert "failure 3 in 120 s, more than MECODES_RESTART_LIMIT=2; stopping the stack" in running.log.read_text()
     assert_all_gone(everything)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MECODES_RESTART_LIMIT", "-1"),
+        ("MECODES_RESTART_WINDOW", "0"),
+        ("MECODES_MEMORY_LIMIT_MB", "lots"),
+        ("MECODES_CHAT_MEMORY_MB", "-200"),
+        ("MECODES_CHAT_MEMORY_WAIT", "1.5"),
+        ("MECODES_AGENT_RESTART_MB", "big"),
+        ("MECODES_AGENT_RESTART_QUIET", "-1"),
+        ("MECODES_OPENCODE_CONFIG", "{not json"),
+        ("MECODES_OPENCODE_CONFIG", "[1, 2]"),
+    ],
+)
+def test_bad_settings_are_refused_at_start(tmp_path: Path, origin: Origin, variable: str, value: str) -> None:
+    env = stack_env(tmp_path, origin, **{variable: value})
+    done = subprocess.run([ROOT / "bin/start"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert variable in done.stderr, done.stderr
+    assert "procman: started" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_opencode_config_on_the_volume_is_refused_at_start(tmp_path: Path, origin: Origin) -> None:
+    config = tmp_path / "opencode" / "config" / "opencode" / "opencode.json"
+    config.parent.mkdir(parents=True)
+    config.write_text('{"model": "a/b",}')
+    done = subprocess.run(
+        [ROOT / "bin/start"], cwd=ROOT, env=stack_env(tmp_path, origin), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert f"{config} (opencode's config on the volume) is not valid JSON" in done.stderr, done.stderr
 
 
 def test_sigterm_stops_everything_cleanly(tmp_path: Path, origin: Origin) -> None:
