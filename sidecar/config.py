@@ -102,7 +102,7 @@ def load_settings() -> Settings:
         github_cache_ttl=_int("MECODES_GITHUB_CACHE_TTL", 300),
         run_dir=Path(os.environ["MECODES_RUN_DIR"]) if os.environ.get("MECODES_RUN_DIR") else None,
         memory_limit_mb=_int("MECODES_MEMORY_LIMIT_MB", 0),
-        chat_memory_mb=_int("MECODES_CHAT_MEMORY_MB", 200),
+        chat_memory_mb=_int("MECODES_CHAT_MEMORY_MB", 300),
         chat_memory_wait=_int("MECODES_CHAT_MEMORY_WAIT", 1800),
         agent_restart_mb=_int("MECODES_AGENT_RESTART_MB", 400),
         agent_restart_quiet=_int("MECODES_AGENT_RESTART_QUIET", 120),

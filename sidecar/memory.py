@@ -59,21 +59,35 @@ def _own_cgroup(version: int) -> Path | None:
     return None
 
 
+def cgroup_figures(folder: Path, version: int) -> tuple[int, int]:
+    """(limit, used) of a memory cgroup's folder: the tightest limit of it and the groups above it (UNLIMITED
+    without one), and what it uses that cannot be dropped at once."""
+    stat = _read_stat(folder / "memory.stat")
+    if version == 1:
+        used = stat.get("total_rss", 0) + stat.get("total_shmem", 0) + stat.get("total_mapped_file", 0)
+        own = int((folder / "memory.limit_in_bytes").read_text())
+        return min(own, stat.get("hierarchical_memory_limit", UNLIMITED)), used
+    used = stat.get("anon", 0) + stat.get("shmem", 0) + stat.get("file_mapped", 0)
+    limit = UNLIMITED
+    for group in (folder, *folder.parents):
+        if not group.is_relative_to(CGROUP_ROOT) or not (group / "memory.max").exists():
+            break
+        raw = (group / "memory.max").read_text().strip()
+        limit = min(limit, int(raw)) if raw != "max" else limit
+    return limit, used
+
+
 def _cgroup_usage() -> tuple[int, int, str] | None:
-    """(limit, used, source) from the memory cgroup, or None without a limit."""
-    try:
-        if (folder := _own_cgroup(2)) is not None and (folder / "memory.stat").exists():
-            raw = (folder / "memory.max").read_text().strip() if (folder / "memory.max").exists() else "max"
-            stat = _read_stat(folder / "memory.stat")
-            used = stat.get("anon", 0) + stat.get("shmem", 0) + stat.get("file_mapped", 0)
-            return (int(raw), used, "cgroup v2") if raw != "max" else None
-        if (folder := _own_cgroup(1)) is not None:
-            limit = int((folder / "memory.limit_in_bytes").read_text())
-            stat = _read_stat(folder / "memory.stat")
-            used = stat.get("total_rss", 0) + stat.get("total_shmem", 0) + stat.get("total_mapped_file", 0)
-            return (limit, used, "cgroup v1") if limit < UNLIMITED else None
-    except (OSError, ValueError):
-        return None
+    """(limit, used, source) from this process's memory cgroup, or None without a limit."""
+    for version in (2, 1):
+        folder = _own_cgroup(version)
+        if folder is None or not (folder / "memory.stat").exists():
+            continue
+        try:
+            limit, used = cgroup_figures(folder, version)
+        except (OSError, ValueError):
+            return None
+        return (limit, used, f"cgroup v{version}") if limit < UNLIMITED else None
     return None
 
 

@@ -22,7 +22,7 @@ from sidecar.config import Settings
 from sidecar.opencode import IDLE, Opencode
 
 AGENT = "opencode"  # the Procfile's name for opencode
-SETTLE_SECONDS = 10  # a prompt just sent shows as an update at once, but its session turns busy a moment later
+SETTLE_SECONDS = 3  # a prompt just sent shows as an update at once, but its session turns busy a moment later
 RESTARTED_KEY = "mecodes:agents:restarted-at"  # the newest session update (ms) when opencode was last restarted
 
 

@@ -88,7 +88,7 @@ def test_the_agents_command_is_the_oom_victim_never_the_stack(tmp_path: Path, or
             status, view = stack.request("GET", "/admin/memory")
             assert status == 200 and view["source"].startswith("cgroup") and view["limit_bytes"] == GIB, view
             scores = {s["name"]: s["oom_score_adj"] for s in view["services"]}
-            assert scores["opencode"] > scores["sidecar"] == scores["redis"] == scores["caddy"], scores
+            assert len(set(scores.values())) == 1 and scores["opencode"] <= 0, scores  # the stack's, all alike
 
             chat = new_chat(stack, origin, "RUN python3 -c \"a = b'x' * (1500 << 20); print(len(a))\"")
 
@@ -169,9 +169,7 @@ def test_a_chat_waits_for_memory_then_starts(tmp_path: Path, origin: Origin, llm
     needs_cgroup()
     reserve = 400 * MB
     with cgroup.memory_cgroup(2 * GIB) as group:
-        stack = start_stack(
-            tmp_path, origin, llm.url, cgroup=group, MECODES_CHAT_MEMORY_MB="400", MECODES_AGENT_RESTART_MB="0"
-        )
+        stack = start_stack(tmp_path, origin, llm.url, cgroup=group, MECODES_CHAT_MEMORY_MB="400")
         holder = None
         try:
             headroom = stack.request("GET", "/admin/memory")[1]["headroom_bytes"]

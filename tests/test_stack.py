@@ -74,6 +74,7 @@ def stack_env(tmp: Path, origin: Origin, git_base_url: str | None = None, **extr
         "MECODES_RUN_DIR": str(tmp / "run"),
         "MECODES_GIT_BASE_URL": git_base_url or origin.base_url,
         "MECODES_STOP_GRACE": "5",
+        "MECODES_AGENT_RESTART_MB": "0",  # no opencode restart in the middle of a test, but where one is tested
         "GITHUB_TOKEN": SECRET_TOKEN,
         "GITHUB_USER": GITHUB_USER,
         "HOME": str(tmp / "home"),

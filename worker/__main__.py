@@ -17,7 +17,7 @@ from worker.context import StepAside
 from worker.cron import periodic_jobs, spawn_scheduler
 from worker.recovery import recover
 
-JOB_OOM_SCORE_ADJ = 500
+JOB_OOM_SCORE_ADJ = 800  # with the stack at 0 (no CAP_SYS_RESOURCE to lower it), still before an 800 MB opencode
 STOPPED = "the stack shut down while this job ran, so it was stopped; send the request again"
 
 

@@ -20,7 +20,7 @@ from redis import Redis
 
 from sidecar.agent_instances import Instances, by_directory, newest_updates
 from sidecar.config import Settings
-from sidecar.memory_manager import restart_agent_if_idle
+from sidecar.memory_manager import admits_a_chat, restart_agent_if_idle
 from sidecar.opencode import IDLE, Opencode, OpencodeUnavailable
 
 
@@ -48,8 +48,11 @@ def release_idle_instances(opencode: Opencode, redis: Redis, idle_seconds: float
 
 
 def give_memory_back(opencode: Opencode, redis: Redis, settings: Settings) -> dict[str, Any]:
-    """Release idle chats' instances, then restart opencode if it still holds too much while all is idle."""
+    """Release idle chats' instances, then restart opencode if it still holds too much while all is idle: after
+    MECODES_AGENT_RESTART_QUIET seconds without a change, or at once when there is no room for another chat
+    (opencode keeps growing for a while after a reply; left alone, the OOM killer would take it)."""
     outcome = release_idle_instances(opencode, redis, settings.agent_idle_minutes * 60)
     if outcome["skipped"]:
         return outcome
-    return {**outcome, "restart": restart_agent_if_idle(opencode, redis, settings, settings.agent_restart_quiet)}
+    quiet = 0 if not admits_a_chat(settings)[0] else settings.agent_restart_quiet
+    return {**outcome, "restart": restart_agent_if_idle(opencode, redis, settings, quiet)}

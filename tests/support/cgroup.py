@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from sidecar.memory import cgroup_figures
+
 ROOT = Path("/sys/fs/cgroup")
 
 
@@ -58,7 +60,12 @@ class MemoryCgroup:
     def pids(self) -> list[int]:
         return [int(p) for p in self.procs_file.read_text().split()]
 
+    def used_bytes(self) -> int:
+        """What the group uses that cannot be dropped at once (page cache left out), as the sidecar counts it."""
+        return cgroup_figures(self.path, self.version)[1]
+
     def peak_bytes(self) -> int:
+        """The group's peak as the kernel counts it, page cache included."""
         name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
         return int((self.path / name).read_text())
 

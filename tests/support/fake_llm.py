@@ -6,6 +6,7 @@ What it answers depends on the last user message of the conversation:
 - `RUN <shell command>`: a `bash` tool call running that command; once the tool's result comes back, `Done.`;
 - `WAIT <text>`: `Working on it` and then nothing, the stream held open (a slow model) until opencode hangs up,
   as it does when the session is aborted;
+- `SLOW <seconds> <text>`: `<text>` streamed a word at a time over `<seconds>` (a reply streaming in);
 - anything else: `Echo: <text>`, streamed in two chunks.
 opencode's side requests (a title for the session) are answered `Stub title`.
 """
@@ -63,6 +64,8 @@ def _answer(messages: list[dict[str, Any]]) -> tuple[int, str | None, dict[str, 
         return 401, last.removeprefix("FAIL").strip() or "refused", None
     if last.startswith("WAIT"):
         return 200, WORKING, None
+    if last.startswith("SLOW "):
+        return 200, last, None
     if last.startswith("RUN "):
         command = last.removeprefix("RUN ").strip()
         return 200, None, {"name": "bash", "arguments": {"command": command, "description": "Run what was asked"}}
@@ -90,10 +93,15 @@ class FakeLLM(LoopbackServer):
         handler.send_header("Content-Type", "text/event-stream")
         handler.end_headers()
         chunk = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 0, "model": MODEL}
+        pause = 0.0  # between chunks
         if tool:
             call = {"index": 0, "id": f"call_{len(self.requests)}", "type": "function"}
             call["function"] = {"name": tool["name"], "arguments": json.dumps(tool["arguments"])}
             deltas, finish = [{"role": "assistant", "tool_calls": [call]}], "tool_calls"
+        elif text and text.startswith("SLOW "):
+            _, seconds, words = [*text.split(maxsplit=2), ""][:3]
+            deltas, finish = [{"role": "assistant", "content": f"{word} "} for word in words.split()], "stop"
+            pause = float(seconds) / max(len(deltas), 1)
         else:
             text = text or ""
             deltas = [{"role": "assistant", "content": text[: len(text) // 2]}, {"content": text[len(text) // 2 :]}]
@@ -108,6 +116,7 @@ class FakeLLM(LoopbackServer):
                 event = {**chunk, "choices": choice, **({"usage": usage} if i == len(choices) - 1 else {})}
                 handler.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
                 handler.wfile.flush()
+                time.sleep(pause)
             handler.wfile.write(b"data: [DONE]\n\n")
         except OSError:
             pass  # opencode hung up (an abort)
