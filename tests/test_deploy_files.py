@@ -36,6 +36,7 @@ def test_dockerfile_installs_like_the_local_stack() -> None:
 def test_fly_toml() -> None:
     fly = tomllib.loads((ROOT / "fly.toml").read_text())
     assert fly["vm"][0]["size"] == "shared-cpu-2x" and fly["vm"][0]["memory"] == "1gb"
+    assert fly["swap_size_mb"] == 512
     assert fly["mounts"]["destination"] == "/vol"
     service = fly["http_service"]
     assert service["auto_stop_machines"] == "off" and service["internal_port"] == 8080 and service["force_https"]
