@@ -62,9 +62,11 @@ class ProductionStack:
 
 
 @contextlib.contextmanager
-def production_stack(tmp: Path, **extra_env: str) -> Iterator[ProductionStack]:
-    """`bin/start` on free loopback ports with its data in `tmp`; yields once /admin/health is 200 through Caddy,
-    stops it with SIGTERM at the end."""
+def production_stack(
+    tmp: Path, wrap: Callable[[list[str]], list[str]] = list, **extra_env: str
+) -> Iterator[ProductionStack]:
+    """`bin/start` on free loopback ports with its data in `tmp` (its command line passed through `wrap`, to run it
+    inside a memory cgroup say); yields once /admin/health is 200 through Caddy, stops it with SIGTERM at the end."""
     ports = {name: free_port() for name in ("HTTP", "REDIS", "OPENCODE", "SIDECAR")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MECODES_", "REDIS_URL", "OPENCODE_URL"))}
     env |= {f"MECODES_{name}_PORT": str(port) for name, port in ports.items()}
@@ -89,7 +91,7 @@ def production_stack(tmp: Path, **extra_env: str) -> Iterator[ProductionStack]:
     }
     log = (tmp / "stack.log").open("wb")
     start = time.perf_counter()
-    proc = subprocess.Popen([ROOT / "bin/start"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen(wrap([str(ROOT / "bin/start")]), cwd=ROOT, env=env, stdout=log, stderr=log)
     ready: dict[str, float] = {}
     try:
         deadline = start + 180
