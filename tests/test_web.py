@@ -487,6 +487,25 @@ def test_the_agents_real_turn_streams_in_and_its_work_is_pushed(
     phone.shot("chat-pushed")
 
 
+def test_a_command_killed_by_a_signal_shows_as_a_failed_step(phone: Phone, stack: RunningStack) -> None:
+    """The agent's command exits 137 (SIGKILL): opencode calls the tool call completed, the page says it failed,
+    with the exit status, and the agent's shell's line saying why is in the step's output."""
+    chat = new_chat(stack, REPOS[1])
+    page = phone.page
+    phone.go(f"#/chat/{chat['session_id']}")
+    page.fill("#prompt", "RUN sh -c 'kill -9 $$'")
+    page.get_by_role("button", name="Send").click()
+    step = page.locator(".msg-assistant details.tool", has_text="kill -9")
+    expect(step.locator("summary .badge")).to_have_text("failed (exit 137)", timeout=30_000)
+    expect(step).to_have_class(re.compile(r"\btool-error\b"))
+    expect(page.locator(".msg-assistant").last).to_contain_text("Done.", timeout=30_000)
+    expect(page.locator(".chat-head .badge")).to_have_text("idle", timeout=30_000)
+    step.locator("summary").click()
+    expect(step.locator("pre.output")).to_contain_text("mecodes: the command was killed")
+    phone.shot("chat-failed-step")
+    phone.fits_narrow_screen("chat-failed-step")
+
+
 def test_an_open_chat_keeps_working_after_its_agents_memory_is_released(phone: Phone, stack: RunningStack) -> None:
     """The release job disposes an idle chat's opencode instance, which ends the page's event stream: the page
     reconnects and the next prompt's reply still streams in."""
@@ -688,6 +707,23 @@ def test_resources_list_the_worktree_and_run_a_gc_dry_run(phone: Phone, stack: R
     expect(page.locator("#jobs .item").first).to_contain_text("gc")
     phone.shot("resources")
     phone.fits_narrow_screen("resources")
+
+
+def test_resources_show_the_memory_of_each_service(phone: Phone) -> None:
+    page = phone.page
+    phone.go("#/resources")
+    memory = page.get_by_role("region", name="Memory")
+    expect(memory.get_by_role("img", name="Memory:")).to_be_visible()
+    expect(memory).to_contain_text(re.compile(r"used of .+ free; a new chat needs \S+ [KMG]?B free, else it waits"))
+    for name in ("redis", "opencode", "sidecar", "worker", "caddy"):
+        row = memory.locator(f'tr[data-service="{name}"]')
+        expect(row.get_by_role("cell").first).to_have_text(re.compile(r"^\d+(\.\d)? [KMG]B$"))
+        expect(row.locator(".badge")).to_have_text("running")
+    expect(memory.get_by_role("heading", name="Agent's commands")).to_be_visible()
+    commands = memory.locator("[data-command-pid]").or_(memory.get_by_text("No agent commands running."))
+    expect(commands.first).to_be_visible()
+    phone.shot("resources-memory")
+    phone.fits_narrow_screen("resources-memory")
 
 
 def test_an_orphan_is_killed_from_resources_only_once_confirmed(phone: Phone, stack: RunningStack) -> None:

@@ -125,8 +125,11 @@ export function render(root, [sessionId], ctx) {
   function toolNode(part) {
     const state = part.state || {};
     const input = state.input || {};
-    const word = { pending: 'queued', running: 'running', completed: 'done', error: 'failed' }[state.status] || state.status || '';
-    const kind = state.status === 'error' ? 'error' : state.status === 'completed' ? 'done' : 'busy';
+    // A shell command that ran to its end but exited non-zero (or was killed: 137) failed, whatever opencode says.
+    const exit = part.tool === 'bash' && state.status === 'completed' ? state.metadata?.exit : undefined;
+    const exitFailed = typeof exit === 'number' && exit !== 0;
+    const word = exitFailed ? `failed (exit ${exit})` : { pending: 'queued', running: 'running', completed: 'done', error: 'failed' }[state.status] || state.status || '';
+    const kind = state.status === 'error' || exitFailed ? 'error' : state.status === 'completed' ? 'done' : 'busy';
     const filediff = state.metadata?.filediff;
     const counts = filediff && (filediff.additions || filediff.deletions) ? h('span', { class: 'counts' }, h('span', { class: 'add' }, `+${filediff.additions || 0}`), ' ', h('span', { class: 'del' }, `−${filediff.deletions || 0}`)) : null;
     const body = [];

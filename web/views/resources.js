@@ -1,4 +1,4 @@
-// Resources: disk usage, worktrees, cached repos, orphaned processes, garbage collection, recent jobs.
+// Resources: disk usage, memory, worktrees, cached repos, orphaned processes, garbage collection, recent jobs.
 // Every delete or kill asks first; a refusal from the server is shown in its own words.
 
 import { announce, del, get, jobFailure, onChange, pollJob, post, TERMINAL, withQuery } from '../api.js';
@@ -12,6 +12,7 @@ function section(id, title, ...extra) {
 
 export function render(root, _params, ctx) {
   const disk = section('disk', 'Disk');
+  const memory = section('memory', 'Memory');
   const worktrees = section('worktrees', 'Worktrees');
   const repos = section('repos', 'Cached repos');
   const processes = section('processes', 'Orphaned processes');
@@ -19,7 +20,7 @@ export function render(root, _params, ctx) {
   const gc = section('gc', 'Garbage collection');
   const jobs = section('jobs', 'Recent jobs');
   const refreshAll = h('button', { type: 'button', class: 'button', onclick: () => loadAll() }, 'Refresh');
-  put(root, h('div', { class: 'row spread' }, h('h1', {}, 'Resources'), refreshAll), disk.el, worktrees.el, repos.el, processes.el, gc.el, jobs.el);
+  put(root, h('div', { class: 'row spread' }, h('h1', {}, 'Resources'), refreshAll), disk.el, memory.el, worktrees.el, repos.el, processes.el, gc.el, jobs.el);
 
   const signal = ctx.signal;
   async function load(target, path, show) {
@@ -72,6 +73,69 @@ export function render(root, _params, ctx) {
         h('li', {}, h('span', { class: 'key seg-worktrees' }), `Worktrees ${bytes(d.worktrees_bytes)}`),
         h('li', {}, h('span', { class: 'key seg-other' }), `Everything else ${bytes(other)}`),
       ),
+    );
+  }
+
+  // ---- memory
+
+  function serviceRow(s) {
+    const restarting = s.state === 'restarting';
+    return [
+      h(
+        'tr',
+        { 'data-service': s.name },
+        h('th', { scope: 'row' }, s.name, h('span', { class: 'mem-restarts' }, plural(s.restarts ?? 0, 'restart'))),
+        h('td', { class: 'num' }, bytes(s.pss_bytes)),
+        h('td', {}, badge(s.state || 'unknown', restarting ? 'warn' : s.state === 'running' ? 'idle' : 'muted')),
+      ),
+      s.last_exit ? h('tr', { class: 'mem-exit' }, h('td', { colspan: '3' }, `Last exit of ${s.name}: ${s.last_exit}`)) : null,
+    ];
+  }
+
+  function commandItem(c) {
+    return h(
+      'li',
+      { class: 'item', 'data-command-pid': String(c.pid) },
+      h('code', { class: 'cmd', title: c.command }, c.command || `pid ${c.pid}`),
+      h('span', { class: 'item-meta' }, `pid ${c.pid} · ${bytes(c.pss_bytes)}`),
+    );
+  }
+
+  function showMemory(m) {
+    const commands = m.agent_commands || [];
+    const services = m.services || [];
+    const rest = Math.max(0, m.used_bytes - (m.agent_commands_pss_bytes || 0));
+    const pct = (n) => `${m.limit_bytes ? Math.min(100, (100 * n) / m.limit_bytes) : 0}%`;
+    const waits = m.headroom_bytes < m.chat_reserve_bytes;
+    put(
+      memory.body,
+      h(
+        'div',
+        { class: 'diskbar', role: 'img', 'aria-label': `Memory: ${bytes(m.used_bytes)} of ${bytes(m.limit_bytes)} in use` },
+        h('span', { class: 'seg seg-stack', style: `width:${pct(rest)}` }),
+        h('span', { class: 'seg seg-commands', style: `width:${pct(m.used_bytes - rest)}` }),
+      ),
+      h('p', {}, `${bytes(m.used_bytes)} used of ${bytes(m.limit_bytes)} (${m.source}), ${bytes(Math.max(0, m.headroom_bytes))} free; a new chat needs ${bytes(m.chat_reserve_bytes)} free, else it waits.`),
+      h(
+        'ul',
+        { class: 'legend' },
+        h('li', {}, h('span', { class: 'key seg-stack' }), `The stack and the rest ${bytes(rest)}`),
+        h('li', {}, h('span', { class: 'key seg-commands' }), `Agent's commands ${bytes(m.agent_commands_pss_bytes || 0)}`),
+      ),
+      waits ? h('p', { class: 'warning' }, 'Memory is short: a new chat waits until enough is free.') : null,
+      m.oom_kills > 0 ? h('p', { class: 'warning' }, `The out-of-memory killer has ended ${plural(m.oom_kills, 'process', 'processes')} since the machine started.`) : null,
+      h('h3', { class: 'mem-head' }, 'Services'),
+      services.length
+        ? h(
+          'table',
+          { class: 'mem-table' },
+          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Service'), h('th', { scope: 'col', class: 'num' }, 'Memory'), h('th', { scope: 'col' }, 'State'))),
+          h('tbody', {}, services.map(serviceRow)),
+        )
+        : h('p', { class: 'empty' }, 'No figures per service: the stack is not run by its process manager.'),
+      m.agent_restart_bytes > 0 ? h('p', { class: 'hint' }, `Between turns, opencode is restarted to give memory back once it holds more than ${bytes(m.agent_restart_bytes)}.`) : null,
+      h('h3', { class: 'mem-head' }, "Agent's commands"),
+      commands.length ? h('ul', { class: 'list' }, commands.map(commandItem)) : h('p', { class: 'empty' }, 'No agent commands running.'),
     );
   }
 
@@ -285,6 +349,7 @@ export function render(root, _params, ctx) {
 
   function loadAll() {
     load(disk, '/admin/disk', showDisk);
+    load(memory, '/admin/memory', showMemory);
     load(worktrees, '/admin/worktrees', showWorktrees);
     load(repos, '/admin/repos', showRepos);
     load(processes, '/admin/processes', showProcesses);
