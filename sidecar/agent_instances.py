@@ -60,9 +60,11 @@ class Instances:
         released_at = self.released_at()
         return {d for d, t in newest_updates(sessions).items() if d in released_at and t <= released_at[d]}
 
-    def statuses(self, sessions: list[dict[str, Any]]) -> dict[str, str]:
-        """Session id → status (idle unless opencode says otherwise), asking only the live directories."""
-        live = {s["directory"] for s in sessions if s.get("directory")} - self.released(sessions)
+    def statuses(self, sessions: list[dict[str, Any]], released: set[str] | None = None) -> dict[str, str]:
+        """Session id → status (idle unless opencode says otherwise), asking only the live directories (those not
+        in `released`, by default `self.released(sessions)`)."""
+        released = self.released(sessions) if released is None else released
+        live = {s["directory"] for s in sessions if s.get("directory")} - released
         found: dict[str, str] = {}
         with ThreadPoolExecutor(CALLS_IN_PARALLEL) as pool:
             for statuses in pool.map(self.opencode.statuses, sorted(live)):

@@ -29,8 +29,8 @@ def chat_entries(layout: Layout, git: Git, instances: Instances) -> list[dict[st
     sessions = instances.opencode.sessions()
     worktrees = all_worktrees(layout, git)
     by_session = {w.opencode_session: w for w in worktrees if w.opencode_session}
-    status = instances.statuses(sessions)
     released, remembered = instances.released(sessions), instances.remembered_errors()
+    status = instances.statuses(sessions, released)
 
     def entry(session: dict[str, Any]) -> dict[str, Any]:
         worktree = by_session.get(session["id"])

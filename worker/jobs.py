@@ -98,7 +98,8 @@ def collect_garbage(dry_run: bool, max_idle_days: float | None = None) -> dict[s
 
 def _busy_sessions(ctx: JobContext) -> set[str]:
     """Sessions opencode is working on; none when it does not answer (then no session runs)."""
-    linked = {str(w.path) for w in all_worktrees(ctx.layout, ctx.git, with_state=False) if w.opencode_session}
+    found = all_worktrees(ctx.layout, ctx.git, with_state=False)
+    linked = {str(w.path) for w in found if w.opencode_session and w.exists}
     opencode = Opencode(ctx.settings.opencode_url)
     try:
         sessions = [s for s in opencode.sessions() if s.get("directory") in linked]
