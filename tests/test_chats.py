@@ -208,3 +208,19 @@ def test_opencode_dying_mid_chat_rolls_back(
     assert list((stack.settings.data_dir / "worktrees").iterdir()) == []
     bare = stack.settings.data_dir / "repos" / repo.replace("/", "__")
     assert git("for-each-ref", "refs/heads/", cwd=bare) == ""  # the new branch went too
+
+
+def test_a_chat_that_never_gets_memory_fails_saying_so(
+    origin: Origin, stack_factory: StackFactory, repo: str, opencode_url: str
+) -> None:
+    """No headroom ever (a 1 MB limit): the chat waits, then fails with a sentence, and nothing is made."""
+    stack = stack_factory(
+        origin.base_url, OPENCODE_URL=opencode_url, MECODES_MEMORY_LIMIT_MB="1", MECODES_CHAT_MEMORY_WAIT="2"
+    )
+    accepted = stack.client.post("/admin/chats", json={"repo": repo, "prompt": "never started"})
+    assert accepted.status_code == 202
+    done = stack.api.wait(accepted.get_json())
+    assert done["status"] == "failed"
+    assert done["error"].startswith("no memory for a new chat after 2 s (waiting for memory: 0 MB free of 1 MB")
+    assert done["error"].endswith("stop or delete chats, then try again")
+    assert list((stack.settings.data_dir / "worktrees").iterdir()) == []
