@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import Origin, wait_until
 from tests.support import cgroup
 from tests.support.fake_llm import FakeLLM
-from tests.test_stack import RunningStack, service_pid, start_stack
+from tests.test_stack import RunningStack, service_pid, start_stack, stop
 
 GIB = 1 << 30
 MB = 1 << 20
@@ -34,12 +34,6 @@ def llm() -> Iterator[FakeLLM]:
 def needs_cgroup() -> None:
     if why := cgroup.available():
         pytest.skip(why)
-
-
-def stop(stack: RunningStack) -> None:
-    if stack.proc.poll() is None:
-        stack.proc.terminate()
-        stack.proc.wait(60)
 
 
 def new_chat(stack: RunningStack, origin: Origin, prompt: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -113,6 +114,22 @@ def start_stack(
 
     wait_until(healthy, 120, "the stack's /admin/health through Caddy")
     return stack
+
+
+def stop(stack: RunningStack) -> None:
+    if stack.proc.poll() is None:
+        stack.proc.terminate()
+        stack.proc.wait(60)
+
+
+@contextlib.contextmanager
+def running_stack(tmp: Path, origin: Origin, llm_url: str | None = None, **options: Any) -> Iterator[RunningStack]:
+    """start_stack, stopped at the end whatever happens in between (no stack outlives a failed test)."""
+    stack = start_stack(tmp, origin, llm_url, **options)
+    try:
+        yield stack
+    finally:
+        stop(stack)
 
 
 @pytest.fixture(scope="module")
@@ -260,24 +277,25 @@ def test_a_killed_service_is_restarted_alone(stack: RunningStack, name: str) -> 
 def test_health_says_what_is_restarting(tmp_path: Path, origin: Origin) -> None:
     """While a service waits out its back-off, health is 503 and names it; repeated failures in the window stop
     the whole stack, so the machine restarts."""
-    running = start_stack(tmp_path, origin, MECODES_RESTART_LIMIT="2", MECODES_RESTART_WINDOW="120")
-    everything = psutil.Process(running.proc.pid).children(recursive=True)
-    for attempt in (1, 2):
-        worker = service(running, "worker")
-        worker.kill()
-        worker.wait(10)
+    with running_stack(tmp_path, origin, MECODES_RESTART_LIMIT="2", MECODES_RESTART_WINDOW="120") as running:
+        everything = psutil.Process(running.proc.pid).children(recursive=True)
+        for attempt in (1, 2):
+            worker = service(running, "worker")
+            worker.kill()
+            worker.wait(10)
 
-        def says_restarting() -> bool:
-            status, health = running.request("GET", "/admin/health", auth=None)
-            restarting = [p for p in health["problems"] if p.startswith("worker: restarting after it killed by signal")]
-            return status == 503 and bool(restarting)
+            def says_restarting() -> bool:
+                status, health = running.request("GET", "/admin/health", auth=None)
+                restarting = [p for p in health["problems"] if p.startswith("worker: restarting after it killed")]
+                return status == 503 and bool(restarting)
 
-        wait_until(says_restarting, 10, "health 503 naming the worker's restart")
-        wait_until(lambda: running.request("GET", "/admin/health", auth=None)[0] == 200, 60, f"health after {attempt}")
-    service(running, "worker").kill()  # the third failure in the window: more than the limit
-    assert running.proc.wait(60) != 0
-    assert "failure 3 in 120 s, more than MECODES_RESTART_LIMIT=2; stopping the stack" in running.log.read_text()
-    assert_all_gone(everything)
+            wait_until(says_restarting, 10, "health 503 naming the worker's restart")
+            healthy = lambda: running.request("GET", "/admin/health", auth=None)[0] == 200  # noqa: E731
+            wait_until(healthy, 60, f"health after restart {attempt}")
+        service(running, "worker").kill()  # the third failure in the window: more than the limit
+        assert running.proc.wait(60) != 0
+        assert "failure 3 in 120 s, more than MECODES_RESTART_LIMIT=2; stopping the stack" in running.log.read_text()
+        assert_all_gone(everything)
 
 
 @pytest.mark.parametrize(
@@ -315,8 +333,8 @@ def test_a_bad_opencode_config_on_the_volume_is_refused_at_start(tmp_path: Path,
 
 
 def test_sigterm_stops_everything_cleanly(tmp_path: Path, origin: Origin) -> None:
-    running = start_stack(tmp_path, origin)
-    everything = psutil.Process(running.proc.pid).children(recursive=True)
-    running.proc.send_signal(signal.SIGTERM)
-    assert running.proc.wait(60) == 0
-    assert_all_gone(everything)
+    with running_stack(tmp_path, origin) as running:
+        everything = psutil.Process(running.proc.pid).children(recursive=True)
+        running.proc.send_signal(signal.SIGTERM)
+        assert running.proc.wait(60) == 0
+        assert_all_gone(everything)
