@@ -141,7 +141,8 @@ def test_opencode_is_restarted_to_give_memory_back_only_while_no_chat_is_busy(
 
         # The session survived (SQLite) and answers again; opencode is not restarted again with nothing new.
         assert chat_status(stack, chat["session_id"]) == "idle"
-        assert "Working on it" in replies(stack, chat)
+        prompts = [p.get("text") for m in messages(stack, chat) if m["info"]["role"] == "user" for p in m["parts"]]
+        assert "WAIT for a long task" in prompts
         body = {"parts": [{"type": "text", "text": "And now?"}]}
         stack.request("POST", f"/session/{chat['session_id']}/prompt_async?directory={chat['path']}", body)
         wait_until(lambda: "Echo: And now?" in replies(stack, chat), 60, "a reply after the restart")
