@@ -11,7 +11,6 @@ pages again in every process.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,23 +143,3 @@ def set_own_oom_score_adj(value: int) -> None:
     """Make this process a likelier (higher) or less likely OOM victim; lowering needs root, so it may not take."""
     with contextlib.suppress(OSError):
         Path("/proc/self/oom_score_adj").write_text(str(value))
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, from /proc (children lists), without psutil's per-process cost."""
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
-            except OSError:
-                continue
-            for child in map(int, children):
-                found.append(child)
-                todo.append(child)
-    return found

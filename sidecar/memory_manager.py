@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
+import psutil
 from redis import Redis
 
 from sidecar import memory, procman
@@ -81,10 +81,17 @@ def waiting_text(now: memory.Usage, settings: Settings) -> str:
     )
 
 
-def _command(pid: int) -> str:
+def _below(pid: int) -> list[psutil.Process]:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _command(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
         return ""
 
 
@@ -95,8 +102,8 @@ def report(settings: Settings) -> dict[str, Any]:
     services, commands = [], []
     for name, service in procman.services(settings.run_dir).items():
         pid = service.get("pid") if service.get("state") == procman.RUNNING else None
-        below = memory.descendants(pid) if pid else []
-        own = [pid, *below] if pid and name != AGENT else [pid] if pid else []
+        below = _below(pid) if pid else []
+        own = [pid, *(p.pid for p in below)] if pid and name != AGENT else [pid] if pid else []
         services.append(
             {
                 "name": name,
@@ -110,9 +117,10 @@ def report(settings: Settings) -> dict[str, Any]:
         )
         if name == AGENT:
             for child in below:
-                if (pss := memory.pss_bytes(child)) is not None:
-                    adj = memory.oom_score_adj(child)
-                    commands.append({"pid": child, "command": _command(child), "pss_bytes": pss, "oom_score_adj": adj})
+                if (pss := memory.pss_bytes(child.pid)) is not None:
+                    adj = memory.oom_score_adj(child.pid)
+                    command = {"pid": child.pid, "command": _command(child), "pss_bytes": pss, "oom_score_adj": adj}
+                    commands.append(command)
     return {
         "limit_bytes": now.limit_bytes,
         "used_bytes": now.used_bytes,
