@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import Origin, wait_until
 from tests.support import cgroup
 from tests.support.fake_llm import FakeLLM
-from tests.test_stack import RunningStack, service_pid, start_stack, stop
+from tests.test_stack import RunningStack, new_chat, prompt_via_api, service_pid, start_stack, stop
 
 GIB = 1 << 30
 MB = 1 << 20
@@ -36,15 +36,11 @@ def needs_cgroup() -> None:
         pytest.skip(why)
 
 
-def new_chat(stack: RunningStack, origin: Origin, prompt: str) -> dict[str, Any]:
-    """A chat on a fresh repo, through Caddy; returns the finished job."""
+def chat_on_a_new_repo(stack: RunningStack, origin: Origin, prompt: str) -> dict[str, Any]:
+    """A chat through Caddy on a fresh repo, ready (the job finished)."""
     repo = f"mem{uuid.uuid4().hex[:6]}/app"
     origin.create(repo)
-    status, job = stack.request("POST", "/admin/chats", {"repo": repo, "prompt": prompt})
-    assert status == 202, job
-    done = stack.wait_job(job)
-    assert done["status"] == "finished", done
-    return done["result"]
+    return new_chat(stack, repo, prompt)
 
 
 def messages(stack: RunningStack, chat: dict[str, Any]) -> list[dict[str, Any]]:
@@ -84,7 +80,7 @@ def test_the_agents_command_is_the_oom_victim_never_the_stack(tmp_path: Path, or
             scores = {s["name"]: s["oom_score_adj"] for s in view["services"]}
             assert len(set(scores.values())) == 1 and scores["opencode"] <= 0, scores  # the stack's, all alike
 
-            chat = new_chat(stack, origin, "RUN python3 -c \"a = b'x' * (1500 << 20); print(len(a))\"")
+            chat = chat_on_a_new_repo(stack, origin, "RUN python3 -c \"a = b'x' * (1500 << 20); print(len(a))\"")
 
             def command_ended() -> dict[str, Any] | None:
                 return next((s for s in tool_states(stack, chat) if s["status"] in ("completed", "error")), None)
@@ -119,7 +115,7 @@ def test_opencode_is_restarted_to_give_memory_back_only_while_no_chat_is_busy(
     )
     try:
         first_pid = service_pid(stack, "opencode")
-        chat = new_chat(stack, origin, "WAIT for a long task")
+        chat = chat_on_a_new_repo(stack, origin, "WAIT for a long task")
         wait_until(lambda: chat_status(stack, chat["session_id"]) == "busy", 60, "the chat to be busy")
         refusals: dict[str, str] = {}  # finished runs stay listed for two intervals only: collect them as they pass
 
@@ -143,8 +139,7 @@ def test_opencode_is_restarted_to_give_memory_back_only_while_no_chat_is_busy(
         assert chat_status(stack, chat["session_id"]) == "idle"
         prompts = [p.get("text") for m in messages(stack, chat) if m["info"]["role"] == "user" for p in m["parts"]]
         assert "WAIT for a long task" in prompts
-        body = {"parts": [{"type": "text", "text": "And now?"}]}
-        stack.request("POST", f"/session/{chat['session_id']}/prompt_async?directory={chat['path']}", body)
+        prompt_via_api(stack, chat, "And now?")
         wait_until(lambda: "Echo: And now?" in replies(stack, chat), 60, "a reply after the restart")
     finally:
         stop(stack)
@@ -205,7 +200,7 @@ def test_memory_view_lists_the_agents_commands(tmp_path: Path, origin: Origin, l
     """GET /admin/memory shows each service's PSS and the agent's running commands, marked first OOM victims."""
     stack = start_stack(tmp_path, origin, llm.url)
     try:
-        chat = new_chat(stack, origin, "RUN sleep 120")
+        chat = chat_on_a_new_repo(stack, origin, "RUN sleep 120")
 
         def command_listed() -> dict[str, Any] | None:
             view = stack.request("GET", "/admin/memory")[1]

@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,6 +60,23 @@ class RunningStack:
 
     def services(self) -> list[psutil.Process]:
         return psutil.Process(self.proc.pid).children()
+
+
+def new_chat(stack: RunningStack, repo: str, prompt: str | None = None) -> dict[str, Any]:
+    """A chat made through the API (as another device would), finished."""
+    body = {"repo": repo, **({"prompt": prompt} if prompt else {"title": "made by the API"})}
+    status, job = stack.request("POST", "/admin/chats", body)
+    assert status == 202, job
+    done = stack.wait_job(job)
+    assert done["status"] == "finished", done
+    return done["result"]
+
+
+def prompt_via_api(stack: RunningStack, chat: dict[str, Any], text: str) -> None:
+    query = urllib.parse.urlencode({"directory": chat["path"]})
+    body = {"parts": [{"type": "text", "text": text}]}
+    status, answer = stack.request("POST", f"/session/{chat['session_id']}/prompt_async?{query}", body)
+    assert status == 204, answer
 
 
 def stack_env(tmp: Path, origin: Origin, git_base_url: str | None = None, **extra: str) -> dict[str, str]:

@@ -32,7 +32,7 @@ from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
 from tests.support.githttp import GitHttpServer
 from tests.test_processes import spawn_orphan
-from tests.test_stack import PASSWORD, USER, RunningStack, start_stack
+from tests.test_stack import PASSWORD, USER, RunningStack, new_chat, prompt_via_api, start_stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -263,23 +263,6 @@ def shimmed_phone(browser: Browser, stack: RunningStack, request: pytest.Fixture
     p = new_phone(browser, stack, shim=True)
     yield p
     close(p, request.node.name)
-
-
-def new_chat(stack: RunningStack, repo: str, prompt: str | None = None) -> dict[str, Any]:
-    """A chat made through the API (as another device would), finished."""
-    body = {"repo": repo, **({"prompt": prompt} if prompt else {"title": "made by the API"})}
-    status, job = stack.request("POST", "/admin/chats", body)
-    assert status == 202, job
-    done = stack.wait_job(job)
-    assert done["status"] == "finished", done
-    return done["result"]
-
-
-def prompt_via_api(stack: RunningStack, chat: dict[str, Any], text: str) -> None:
-    query = urllib.parse.urlencode({"directory": chat["path"]})
-    body = {"parts": [{"type": "text", "text": text}]}
-    status, answer = stack.request("POST", f"/session/{chat['session_id']}/prompt_async?{query}", body)
-    assert status == 204, answer
 
 
 def recorded(stack: RunningStack, chat: dict[str, Any], text: str) -> None:
