@@ -18,6 +18,7 @@ RUN scripts/setup requirements.txt \
     && rm -rf /var/lib/apt/lists/* /root/.npm /root/.cache
 
 COPY bin/ bin/
+COPY domain/ domain/
 COPY sidecar/ sidecar/
 COPY worker/ worker/
 COPY web/ web/

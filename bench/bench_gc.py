@@ -33,7 +33,7 @@ from stack import (
 REPO = "bench/gc"
 IDLE = 10 * 86400.0  # older than the default 7-day limit
 COMMIT = ("-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q")
-# The two queries GC runs in every worktree (sidecar.inventory.work_state).
+# The two queries GC runs in every worktree (domain.inventory.work_state).
 CHECKS = (
     ("--no-optional-locks", "status", "--porcelain", "--untracked-files=normal"),
     ("rev-list", "--count", "HEAD", "--not", "--remotes"),

@@ -3,7 +3,7 @@
 Starts `opencode serve` (`stack.py`'s `running_opencode`) whose model is the tests' stand-in
 (`tests/support/fake_llm.py`: an OpenAI-compatible endpoint on 127.0.0.1 that echoes), makes N chats (a git folder
 of 300 files each, a session, one prompt, answered), waits until opencode is idle, then disposes each chat's
-instance as the `release` job does (`worker/release.py`) and waits for opencode's memory to settle. Prints
+instance as the `release` job does (`domain/release.py`) and waits for opencode's memory to settle. Prints
 opencode's RSS (with its children) at each point. Run from the repo root:
 `.venv/bin/python bench/bench_memory.py [--chats N]`.
 """
@@ -19,7 +19,7 @@ from bench_chat import Agent
 from stack import ROOT, OpencodeServer, bench_folder, git, running_opencode
 
 sys.path.insert(0, str(ROOT))  # sidecar and tests, imported below
-from sidecar.opencode import Opencode
+from domain.opencode import Opencode
 from tests.support.fake_llm import FakeLLM, write_opencode_config
 
 SETTLE_SECONDS = 60  # opencode (Bun) returns freed memory some seconds after a dispose

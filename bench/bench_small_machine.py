@@ -24,7 +24,7 @@ from bench_stack import AUTH, ProductionStack, production_stack
 from stack import ROOT, add_origin_options, bench_folder, make_origin
 
 sys.path.insert(0, str(ROOT))  # sidecar and tests, imported below
-from sidecar.memory import MB, pss_bytes
+from domain.memory import MB, pss_bytes
 from tests.support import cgroup
 from tests.support.fake_llm import FakeLLM, write_opencode_config
 

@@ -1,7 +1,7 @@
-"""mecodes sidecar: the HTTP API for the git lifecycle (served by `gunicorn 'sidecar:create_app()'`).
+"""mecodes sidecar: the HTTP API (Flask), served by `gunicorn 'sidecar:create_app()'`.
 
-The modules beside the API (config, names, layout, gitcmd, inventory, locks, jobqueue) are shared with the
-worker; the API itself only reads state and enqueues jobs.
+It reads state through the domain package and enqueues the worker's jobs by their dotted names; it never imports
+the worker.
 """
 
 from __future__ import annotations
@@ -13,6 +13,6 @@ if TYPE_CHECKING:
 
 
 def create_app(settings=None) -> Flask:
-    from sidecar.app import build_app  # imported here so the worker does not load Flask
+    from sidecar.app import build_app  # imported here so that importing the package stays light
 
     return build_app(settings)

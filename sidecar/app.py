@@ -10,9 +10,9 @@ from flask_smorest import Api
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from sidecar.config import Settings, load_settings
-from sidecar.github import GitHubError
-from sidecar.opencode import OpencodeError, OpencodeUnavailable
+from domain.config import Settings, load_settings
+from domain.github import GitHubError
+from domain.opencode import OpencodeError, OpencodeUnavailable
 from sidecar.services import Services
 
 SWAGGER_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"

@@ -1,5 +1,7 @@
 """The RQ queue as the API sees it: enqueue (with de-duplication), look jobs up, list recent ones.
 
+Jobs are enqueued by their dotted name (`worker.jobs.clone_repo`), so the API never imports the worker.
+
 Job metadata kept in `job.meta`:
     kind      clone | worktree | delete_worktree | delete_repo
     progress  {"phase", "percent", "message"} while running
@@ -9,7 +11,6 @@ Job metadata kept in `job.meta`:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
@@ -25,16 +26,10 @@ from rq.registry import (
     StartedJobRegistry,
 )
 
-from sidecar.config import Settings
+from domain.config import Settings
 
 ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 _ACTIVE_PREFIX = "mecodes:active:"
-
-
-def connect(settings: Settings, socket_timeout: float | None = 10) -> Redis:
-    return Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=socket_timeout, health_check_interval=30
-    )
 
 
 class JobQueue:
@@ -46,15 +41,16 @@ class JobQueue:
     def enqueue(
         self,
         kind: str,
-        func: Callable[..., Any],
+        job_name: str,
         *args: Any,
         depends_on: Job | None = None,
         job_id: str | None = None,
         waits: int = 0,
     ) -> Job:
-        """`waits`: seconds the job may spend waiting (for memory, say) on top of its git work's time limit."""
+        """Queue `job_name` (a dotted name in worker.jobs). `waits`: seconds the job may spend waiting (for memory,
+        say) on top of its git work's time limit."""
         return self.queue.enqueue(
-            func,
+            job_name,
             *args,
             job_id=job_id or new_job_id(),
             job_timeout=self.settings.clone_timeout + 60 + waits,
@@ -66,7 +62,7 @@ class JobQueue:
         )
 
     def active_or_enqueue(
-        self, dedup_key: str, kind: str, func: Callable[..., Any], *args: Any, depends_on: Job | None = None
+        self, dedup_key: str, kind: str, job_name: str, *args: Any, depends_on: Job | None = None
     ) -> tuple[Job, bool]:
         """The job already queued or running under `dedup_key`, else a new one. Returns (job, created)."""
         pointer = f"{_ACTIVE_PREFIX}{dedup_key}"
@@ -76,7 +72,7 @@ class JobQueue:
                 job = self.fetch(existing_id.decode())
                 if job is not None and job.get_status(refresh=False) in ACTIVE:
                     return job, False
-            job = self.enqueue(kind, func, *args, depends_on=depends_on)
+            job = self.enqueue(kind, job_name, *args, depends_on=depends_on)
             self.redis.set(pointer, job.id, ex=self.settings.job_result_ttl)
             return job, True
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from sidecar.names import InvalidName, parse_branch, parse_repo, parse_session_id
+from domain.names import InvalidName, parse_branch, parse_repo, parse_session_id
 
 
 def _checked_by(parser: Callable[[str], object]) -> Callable[[str], None]:

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from sidecar.config import Settings
-from sidecar.gitcmd import Git
-from sidecar.jobqueue import JobQueue, connect
-from sidecar.layout import Layout
+from domain.config import Settings
+from domain.gitcmd import Git
+from domain.layout import Layout
+from domain.redis_client import connect
+from sidecar.jobqueue import JobQueue
 
 
 @dataclass(frozen=True)

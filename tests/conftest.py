@@ -20,8 +20,8 @@ import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 
+from domain.config import Settings, load_settings
 from sidecar import create_app
-from sidecar.config import Settings, load_settings
 from tests.support.fake_llm import write_opencode_config
 from tests.support.githttp import GitHttpServer
 

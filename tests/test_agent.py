@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from sidecar.agent_instances import RELEASED_KEY
-from sidecar.opencode import Opencode
+from domain.agent_instances import RELEASED_KEY
+from domain.opencode import Opencode
+from domain.release import release_idle_instances
 from tests.conftest import SECRET_TOKEN, OpencodeServer, Origin, Stack, StackFactory, git, start_opencode, wait_until
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
 from tests.support.githttp import GitHttpServer
 from tests.test_chats import new_chat, oc
-from worker.release import release_idle_instances
 
 
 @pytest.fixture(scope="module")

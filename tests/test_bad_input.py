@@ -15,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from sidecar.config import Settings
+from domain.config import Settings
 
 # The file an `--upload-pack=touch ...` (or `core.sshCommand`) payload would create if it ever reached git.
 PWNED = Path(tempfile.gettempdir()) / f"mecodes-pwned-{uuid.uuid4().hex[:8]}"

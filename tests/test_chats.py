@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from sidecar.locks import repo_lock
-from sidecar.names import parse_repo
+from domain.locks import repo_lock
+from domain.names import parse_repo
 from tests.conftest import Origin, Stack, StackFactory, free_port, git, start_opencode, wait_until
 
 

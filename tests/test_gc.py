@@ -18,7 +18,7 @@ import pytest
 from redis import Redis
 from rq.cron import CronScheduler
 
-from sidecar.config import Settings
+from domain.config import Settings
 from tests.conftest import Origin, Stack, StackFactory, free_port, git, start_redis, start_worker, wait_until
 from worker.cron import periodic_jobs
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.config import Settings
-from sidecar.gitcmd import Git, GitError, ProgressThrottle, _progress_lines
+from domain.config import Settings
+from domain.gitcmd import Git, GitError, ProgressThrottle, _progress_lines
 
 
 def test_progress_lines_split_on_carriage_returns() -> None:

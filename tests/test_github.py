@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.gitcmd import CREDENTIAL_HELPER
+from domain.gitcmd import CREDENTIAL_HELPER
 from tests.conftest import SECRET_TOKEN, Origin, Stack, StackFactory, git
 from tests.support.fake_github import FakeGitHub
 from tests.support.githttp import GitHttpServer

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from flask.testing import FlaskClient
 from redis import Redis
 
-from sidecar.locks import repo_lock
-from sidecar.names import parse_repo
+from domain.locks import repo_lock
+from domain.names import parse_repo
 from tests.conftest import Api
 
 

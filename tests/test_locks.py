@@ -9,8 +9,8 @@ from pathlib import Path
 from flask.testing import FlaskClient
 from redis import Redis
 
-from sidecar.locks import repo_lock
-from sidecar.names import parse_repo
+from domain.locks import repo_lock
+from domain.names import parse_repo
 from tests.conftest import Api, Origin, StackFactory, git, start_worker, wait_until
 from tests.support.githttp import GitHttpServer
 

@@ -11,8 +11,8 @@ import psutil
 import pytest
 from flask.testing import FlaskClient
 
+from domain.config import Settings
 from sidecar import create_app
-from sidecar.config import Settings
 from tests.conftest import Api, WorkerProcess, wait_until
 
 

@@ -13,8 +13,8 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from sidecar.layout import Layout
-from sidecar.names import parse_repo
+from domain.layout import Layout
+from domain.names import parse_repo
 from tests.conftest import Origin, Stack, StackFactory, git, wait_until
 from tests.support.githttp import GitHttpServer
 from worker.__main__ import STOPPED

@@ -6,8 +6,8 @@ import json
 import uuid
 from pathlib import Path
 
-from sidecar.gitcmd import Git
-from sidecar.redaction import redact
+from domain.gitcmd import Git
+from domain.redaction import redact
 from tests.conftest import GITHUB_USER, SECRET_TOKEN, Origin, StackFactory
 from tests.support.githttp import GitHttpServer
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from domain.config import Settings
 from sidecar import create_app
-from sidecar.config import Settings
 from tests.conftest import free_port, start_sidecar
 
 

@@ -8,9 +8,9 @@ import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 
-from sidecar.config import Settings
-from sidecar.locks import repo_lock
-from sidecar.names import parse_repo
+from domain.config import Settings
+from domain.locks import repo_lock
+from domain.names import parse_repo
 from tests.conftest import Api, Origin, git
 
 
@@ -120,8 +120,8 @@ def test_delete_repo(client: FlaskClient, api: Api, repo_name: str, settings) ->
 
 def test_a_folder_removed_while_listing_is_no_error(settings: Settings, tmp_path: Path) -> None:
     """A worktree removed between git listing it and its state being read: a GitError, so no state, not a 500."""
-    from sidecar.gitcmd import Git, GitError
-    from sidecar.inventory import _state_or_none
+    from domain.gitcmd import Git, GitError
+    from domain.inventory import _state_or_none
 
     gone = tmp_path / "gone"
     with pytest.raises(GitError, match="could not start"):

@@ -7,13 +7,13 @@ import logging
 from rq import Queue, Worker
 from rq.job import JobStatus
 
-from sidecar.config import load_settings
-from sidecar.gitcmd import Git
-from sidecar.jobqueue import connect
-from sidecar.layout import Layout
-from sidecar.lifetime import die_with_parent
-from sidecar.memory import set_own_oom_score_adj
-from worker.context import StepAside
+from domain.config import load_settings
+from domain.gitcmd import Git
+from domain.layout import Layout
+from domain.lifetime import die_with_parent
+from domain.memory import set_own_oom_score_adj
+from domain.redis_client import connect
+from domain.work import StepAside
 from worker.cron import periodic_jobs, spawn_scheduler
 from worker.recovery import recover
 
@@ -41,7 +41,7 @@ class MecodesWorker(Worker):
         super().heartbeat(timeout, pipeline)
 
     def handle_exception(self, job, *exc_info):
-        """A job that steps aside (worker.context.StepAside) is no failure: give it one retry, which RQ's failure
+        """A job that steps aside (domain.work.StepAside) is no failure: give it one retry, which RQ's failure
         handling then spends putting it back at the end of the queue."""
         if isinstance(exc_info[1], StepAside):
             job.retries_left, job.retry_intervals = 1, None

@@ -1,9 +1,10 @@
-"""What every job runs with: settings, paths, git, Redis, its own RQ job (for progress and errors), and the
-step that clones or refreshes a repo."""
+"""What every job runs with: settings, paths, git, Redis and its own RQ job (for progress and errors); the domain's
+`Work`, made of an RQ job."""
 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -14,13 +15,13 @@ from rq import Queue, get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from sidecar.config import Settings, load_settings
-from sidecar.gitcmd import Git, ProgressThrottle
-from sidecar.layout import Layout
-from sidecar.locks import repo_lock
-from sidecar.names import RepoName
-from sidecar.redaction import redact
-from worker import repo_ops
+from domain.config import Settings, load_settings
+from domain.gitcmd import Git, ProgressThrottle
+from domain.layout import Layout
+from domain.locks import repo_lock
+from domain.names import RepoName
+from domain.redaction import redact
+from domain.work import StepAside
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,6 +49,14 @@ class JobContext:
         self.progress("waiting for the repo lock")
         return repo_lock(self.redis, repo, self.job.id, self.settings.lock_ttl, self.settings.clone_timeout)
 
+    def first_time(self, event: str) -> float:
+        """Kept in the job's meta, which survives the job being put back in the queue."""
+        key = f"first:{event}"
+        if key not in self.job.meta:
+            self.job.meta[key] = time.time()
+            self.job.save_meta()
+        return float(self.job.meta[key])
+
 
 def job_context() -> JobContext:
     settings = load_settings()
@@ -56,11 +65,6 @@ def job_context() -> JobContext:
     layout = Layout(settings.data_dir)
     layout.ensure()
     return JobContext(settings, layout, Git(settings), job.connection, job)
-
-
-class StepAside(Exception):
-    """Raised by a job that waits (for memory, say) while other jobs are queued: the worker puts it back at the
-    end of the queue (worker.__main__), so the single worker serves the others meanwhile."""
 
 
 def reports_errors(func: F) -> F:
@@ -88,16 +92,3 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, RuntimeError | ValueError):  # our own errors carry readable messages
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-def ensure_cached(ctx: JobContext, repo: RepoName, max_age: float) -> str:
-    """Clone when missing, fetch when older than `max_age` seconds. Returns what was done."""
-    if not ctx.layout.is_cached(repo):
-        ctx.progress("cloning")
-        repo_ops.clone(ctx.layout, ctx.git, repo, ctx.git_progress("cloning"))
-        return "cloned"
-    if repo_ops.fetch_age(ctx.layout, repo) < max_age:
-        return "up to date"
-    ctx.progress("fetching")
-    repo_ops.fetch(ctx.layout, ctx.git, repo, ctx.git_progress("fetching"))
-    return "fetched"

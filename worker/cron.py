@@ -14,10 +14,10 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.cron import CronScheduler
 
-from sidecar.config import Settings
-from sidecar.gc_status import cron_name, leader_key
-from sidecar.jobqueue import connect
-from sidecar.lifetime import die_with_parent
+from domain.config import Settings
+from domain.lifetime import die_with_parent
+from domain.periodic import cron_name, leader_key
+from domain.redis_client import connect
 from worker.jobs import collect_garbage, release_idle_agents
 
 LEASE_SECONDS = 180  # the scheduler heartbeats at least every 60 s

@@ -9,18 +9,16 @@ from typing import Any
 
 from rq.job import Job, JobStatus
 
-from sidecar import gc_status
-from sidecar.agent_instances import Instances
-from sidecar.inventory import all_worktrees, default_branch, repo_worktrees
-from sidecar.locks import repo_lock
-from sidecar.names import RepoName, parse_repo
-from sidecar.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
-from worker import repo_ops
-from worker.chats import ChatRequest, end_chat, push_chat, start_chat
-from worker.context import JobContext, ensure_cached, job_context, reports_errors
-from worker.gc import Collector, Policy
-from worker.release import give_memory_back
-from worker.repo_ops import Refused
+from domain import periodic, repo_ops
+from domain.chats import ChatRequest, end_chat, push_chat, start_chat
+from domain.gc import Collector, Policy, busy_sessions
+from domain.inventory import default_branch, repo_worktrees
+from domain.locks import repo_lock
+from domain.names import RepoName, parse_repo
+from domain.opencode import Opencode
+from domain.release import give_memory_back
+from domain.repo_ops import Refused, ensure_cached
+from worker.context import JobContext, job_context, reports_errors
 
 
 def _repo_summary(ctx: JobContext, repo: RepoName) -> dict[str, Any]:
@@ -69,7 +67,7 @@ def _clone_succeeded(ctx: JobContext, clone_job_id: str) -> bool:
 
 @reports_errors
 def release_idle_agents() -> dict[str, Any]:
-    """See worker.release: opencode's memory for chats idle longer than MECODES_AGENT_IDLE_MINUTES, and a
+    """See domain.release: opencode's memory for chats idle longer than MECODES_AGENT_IDLE_MINUTES, and a
     restart of opencode when it holds more than MECODES_AGENT_RESTART_MB while every chat is idle."""
     ctx = job_context()
     return give_memory_back(Opencode(ctx.settings.opencode_url), ctx.redis, ctx.settings)
@@ -77,7 +75,7 @@ def release_idle_agents() -> dict[str, Any]:
 
 @reports_errors
 def collect_garbage(dry_run: bool, max_idle_days: float | None = None) -> dict[str, Any]:
-    """See worker.gc. Records its summary for `GET /admin/gc`."""
+    """See domain.gc. Records its summary for `GET /admin/gc`."""
     ctx = job_context()
     policy = Policy(
         dry_run=dry_run,
@@ -90,23 +88,17 @@ def collect_garbage(dry_run: bool, max_idle_days: float | None = None) -> dict[s
         return repo_lock(ctx.redis, repo, ctx.job.id, ctx.settings.lock_ttl, ctx.settings.clone_timeout)
 
     started = time.time()
-    report = Collector(ctx.layout, ctx.git, ctx.redis, lock, policy, _busy_sessions(ctx)).run()
+    report = Collector(
+        ctx.layout,
+        ctx.git,
+        ctx.redis,
+        lock,
+        policy,
+        busy_sessions(ctx.layout, ctx.git, Opencode(ctx.settings.opencode_url), ctx.redis),
+    ).run()
     summary = {"job_id": ctx.job.id, "started_at": started, "duration_ms": round((time.time() - started) * 1000)}
-    gc_status.record_last_run(ctx.redis, ctx.settings, {**summary, **report.summary()})
+    periodic.record_last_run(ctx.redis, ctx.settings, {**summary, **report.summary()})
     return {**summary, **report.as_dict()}
-
-
-def _busy_sessions(ctx: JobContext) -> set[str]:
-    """Sessions opencode is working on; none when it does not answer (then no session runs)."""
-    found = all_worktrees(ctx.layout, ctx.git, with_state=False)
-    linked = {str(w.path) for w in found if w.opencode_session and w.exists}
-    opencode = Opencode(ctx.settings.opencode_url)
-    try:
-        sessions = [s for s in opencode.sessions() if s.get("directory") in linked]
-        statuses = Instances(opencode, ctx.redis).statuses(sessions)
-    except (OpencodeUnavailable, OpencodeError):
-        return set()
-    return {sid for sid, status in statuses.items() if status != IDLE}
 
 
 @reports_errors

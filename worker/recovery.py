@@ -13,17 +13,17 @@ import logging
 import shutil
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Worker
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.utils import parse_composite_key
 
-from sidecar.gitcmd import Git
-from sidecar.layout import Layout
-from sidecar.locks import release_locks_of
-from sidecar.workers import worker_alive
-from worker.repo_ops import WORKTREE_PREFIX, staged_repo_slug, stale_staging
+from domain.gitcmd import Git
+from domain.layout import Layout
+from domain.locks import release_locks_of
+from domain.processes import alive_here
+from domain.repo_ops import WORKTREE_PREFIX, staged_repo_slug, stale_staging
 
 log = logging.getLogger(__name__)
 ABANDONED = "the worker running this job died (killed or restarted) before it finished; send the request again"
@@ -38,6 +38,11 @@ def _worker_of(redis: Redis, job: Job, execution_id: str) -> str:
         return job.worker_name or ""
 
 
+def _worker_alive(redis: Redis, name: str) -> bool:
+    worker = Worker.find_by_key(f"{Worker.redis_worker_namespace_prefix}{name}", connection=redis)
+    return worker is not None and alive_here(worker.hostname, worker.pid)
+
+
 def fail_abandoned_jobs(queue: Queue) -> set[str]:
     redis = queue.connection
     registry = StartedJobRegistry(queue=queue)
@@ -49,7 +54,7 @@ def fail_abandoned_jobs(queue: Queue) -> set[str]:
         if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
             continue
         worker_name = _worker_of(redis, job, execution_id)
-        if worker_name and worker_alive(redis, worker_name):
+        if worker_name and _worker_alive(redis, worker_name):
             continue
         job.meta["error"] = ABANDONED
         job.save_meta()

@@ -9,18 +9,17 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
 
-from sidecar.agent_instances import Instances
+from domain.agent_instances import Instances
+from domain.chat_list import chat_entries
+from domain.chats import require_commits_to_push
+from domain.inventory import default_branch, find_by_opencode_session
+from domain.names import parse_repo, parse_session_id
+from domain.opencode import Opencode
+from domain.repo_ops import Refused
 from sidecar.api.errors import parse_path, refuse_if_holding_work
 from sidecar.api.jobs import job_view
-from sidecar.chats import chat_entries
-from sidecar.inventory import default_branch, find_by_opencode_session
-from sidecar.names import parse_repo, parse_session_id
-from sidecar.opencode import Opencode
 from sidecar.schemas import ChatListSchema, ForceQuery, JobSchema, NewChatRequest, PushRequest
 from sidecar.services import services
-from worker import jobs as worker_jobs
-from worker.chats import require_commits_to_push
-from worker.repo_ops import Refused
 
 blp = Blueprint("chats", __name__, url_prefix="/admin/chats", description="Chats: an agent on a worktree of its own")
 
@@ -50,7 +49,7 @@ class Chats(MethodView):
         label = f"chat-{uuid.uuid4().hex[:12]}"
         job = services().jobs.enqueue(
             "chat",
-            worker_jobs.create_chat,
+            "worker.jobs.create_chat",
             str(repo),
             label,
             body["branch"],
@@ -88,7 +87,7 @@ class Chat(MethodView):
         if worktree is not None and worktree.exists and not query["force"]:
             refuse_if_holding_work(svc.git, worktree.path, "the chat's worktree")
         job, _ = svc.jobs.active_or_enqueue(
-            f"delete-chat:{session_id}", "delete_chat", worker_jobs.delete_chat, session_id, query["force"]
+            f"delete-chat:{session_id}", "delete_chat", "worker.jobs.delete_chat", session_id, query["force"]
         )
         return job_view(job)
 
@@ -118,7 +117,7 @@ class Push(MethodView):
         job, _ = svc.jobs.active_or_enqueue(
             f"push:{session_id}",
             "push",
-            worker_jobs.push_chat_branch,
+            "worker.jobs.push_chat_branch",
             session_id,
             body["title"],
             body["body"],

@@ -8,9 +8,9 @@ from typing import NoReturn, TypeVar
 
 from flask_smorest import abort
 
-from sidecar.gitcmd import Git
-from sidecar.inventory import work_state
-from sidecar.names import InvalidName
+from domain.gitcmd import Git
+from domain.inventory import work_state
+from domain.names import InvalidName
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.error_handler import ErrorSchema
 
-from sidecar.github import GitHub, GitHubError
-from sidecar.names import InvalidName, parse_repo
+from domain.github import GitHub, GitHubError
+from domain.names import InvalidName, parse_repo
 from sidecar.schemas import GitHubRepoListSchema, GitHubReposQuery
 from sidecar.services import services
 

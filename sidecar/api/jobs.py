@@ -9,8 +9,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from rq.job import Job
 
+from domain.names import parse_job_id
 from sidecar.api.errors import parse_path
-from sidecar.names import parse_job_id
 from sidecar.schemas import JobListQuery, JobListSchema, JobSchema
 from sidecar.services import services
 

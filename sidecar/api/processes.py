@@ -8,8 +8,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
 
+from domain.processes import MAX_PID, ProcessGuard, Refused
 from sidecar.api.errors import invalid
-from sidecar.processes import MAX_PID, ProcessGuard, Refused
 from sidecar.schemas import KillResultSchema, ProcessListSchema
 from sidecar.services import services
 

@@ -8,14 +8,13 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
 
+from domain.gitcmd import GitError
+from domain.inventory import RepoInfo, cached_repos, repo_info, repo_worktrees
+from domain.names import RepoName, parse_repo
 from sidecar.api.errors import parse_path
 from sidecar.api.jobs import job_view
-from sidecar.gitcmd import GitError
-from sidecar.inventory import RepoInfo, cached_repos, repo_info, repo_worktrees
-from sidecar.names import RepoName, parse_repo
 from sidecar.schemas import CloneRequest, ForceQuery, JobSchema, RepoListSchema
 from sidecar.services import services
-from worker import jobs as worker_jobs
 
 blp = Blueprint("repos", __name__, url_prefix="/admin/repos", description="Bare clones cached on the volume")
 
@@ -27,7 +26,7 @@ class Clone(MethodView):
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Clone a repo into the cache (or fetch it when cached). Same repo while a job is active: same job."""
         repo = parse_repo(body["repo"])
-        job, _ = services().jobs.active_or_enqueue(f"clone:{repo.slug}", "clone", worker_jobs.clone_repo, str(repo))
+        job, _ = services().jobs.active_or_enqueue(f"clone:{repo.slug}", "clone", "worker.jobs.clone_repo", str(repo))
         return job_view(job)
 
 
@@ -71,6 +70,6 @@ class Repo(MethodView):
                 errors={"sessions": sessions},
             )
         job, _ = svc.jobs.active_or_enqueue(
-            f"delete-repo:{repo.slug}", "delete_repo", worker_jobs.delete_repo, str(repo), query["force"]
+            f"delete-repo:{repo.slug}", "delete_repo", "worker.jobs.delete_repo", str(repo), query["force"]
         )
         return job_view(job)

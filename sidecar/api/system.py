@@ -9,10 +9,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from redis.exceptions import RedisError
 
-from sidecar import procman
-from sidecar.inventory import disk_usage
-from sidecar.memory_manager import report
-from sidecar.opencode import Opencode, OpencodeUnavailable
+from domain import procman
+from domain.inventory import disk_usage
+from domain.memory_manager import report
+from domain.opencode import Opencode, OpencodeUnavailable
 from sidecar.schemas import DiskSchema, HealthSchema, MemorySchema
 from sidecar.services import services
 from sidecar.workers import live_workers

@@ -8,15 +8,14 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
 
-from sidecar.agent_instances import Instances
+from domain.agent_instances import Instances
+from domain.inventory import WorktreeInfo, all_worktrees, find_worktree
+from domain.names import parse_repo, parse_session_id
+from domain.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
 from sidecar.api.errors import parse_path, refuse_if_holding_work
 from sidecar.api.jobs import job_view
-from sidecar.inventory import WorktreeInfo, all_worktrees, find_worktree
-from sidecar.names import parse_repo, parse_session_id
-from sidecar.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
 from sidecar.schemas import ForceQuery, JobSchema, WorktreeListSchema, WorktreeRequest
 from sidecar.services import services
-from worker import jobs as worker_jobs
 
 blp = Blueprint("worktrees", __name__, url_prefix="/admin/worktrees", description="One git worktree per session")
 
@@ -64,11 +63,13 @@ class Worktrees(MethodView):
         session_id, branch = body["session_id"], body["branch"]
         clone_job = None
         if not svc.layout.is_cached(repo):
-            clone_job, _ = svc.jobs.active_or_enqueue(f"clone:{repo.slug}", "clone", worker_jobs.clone_repo, str(repo))
+            clone_job, _ = svc.jobs.active_or_enqueue(
+                f"clone:{repo.slug}", "clone", "worker.jobs.clone_repo", str(repo)
+            )
         job, _ = svc.jobs.active_or_enqueue(
             f"worktree:{repo.slug}:{session_id}",
             "worktree",
-            worker_jobs.create_worktree,
+            "worker.jobs.create_worktree",
             str(repo),
             session_id,
             branch,
@@ -106,7 +107,7 @@ class Worktree(MethodView):
         job, _ = svc.jobs.active_or_enqueue(
             f"delete-worktree:{repo.slug}:{session_id}",
             "delete_worktree",
-            worker_jobs.delete_worktree,
+            "worker.jobs.delete_worktree",
             str(repo),
             session_id,
             query["force"],

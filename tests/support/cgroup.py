@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from sidecar.memory import cgroup_figures
+from domain.memory import cgroup_figures
 
 ROOT = Path("/sys/fs/cgroup")
 

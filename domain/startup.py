@@ -1,4 +1,4 @@
-"""`python -m sidecar.startup CONFIG_PATH`: what bin/start checks and writes before any service starts.
+"""`python -m domain.startup CONFIG_PATH`: what bin/start checks and writes before any service starts.
 
 - Every setting is read once, so a bad value stops the start with a message naming its variable, instead of a
   service failing on it, being restarted and failing again.
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sidecar.config import REPO_ROOT, load_settings
+from domain.config import REPO_ROOT, load_settings
 
 STACK_DEFAULTS: dict[str, Any] = {
     "$schema": "https://opencode.ai/config.json",
@@ -70,7 +70,7 @@ def opencode_config(environ: dict[str, str]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
-        raise SystemExit("usage: python -m sidecar.startup OPENCODE_CONFIG_PATH")
+        raise SystemExit("usage: python -m domain.startup OPENCODE_CONFIG_PATH")
     load_settings()
     config = opencode_config(dict(os.environ))
     Path(argv[1]).write_text(json.dumps(config, indent=2) + "\n")

@@ -17,7 +17,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from sidecar.opencode import Opencode
+from domain.opencode import Opencode
 
 RELEASED_KEY = "mecodes:agents:released"  # directory -> the newest session update (ms) when last released
 ERRORS_KEY = "mecodes:agents:released-errors"  # session id -> why its last reply failed, as of the release

@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sidecar import procman
-from sidecar.agent_instances import Instances
-from sidecar.gitcmd import Git
-from sidecar.github import GitHub
-from sidecar.inventory import commits_of_its_own, default_branch, find_by_opencode_session, session_link, work_state
-from sidecar.memory_manager import AGENT, admits_a_chat, restart_agent_if_idle, waiting_text
-from sidecar.names import RepoName
-from sidecar.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
-from worker import repo_ops
-from worker.context import JobContext, StepAside, ensure_cached
-from worker.repo_ops import Refused
+from domain import procman, repo_ops
+from domain.agent_instances import Instances
+from domain.gitcmd import Git
+from domain.github import GitHub
+from domain.inventory import commits_of_its_own, default_branch, find_by_opencode_session, session_link, work_state
+from domain.memory_manager import AGENT, admits_a_chat, restart_agent_if_idle, waiting_text
+from domain.names import RepoName
+from domain.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
+from domain.repo_ops import Refused, ensure_cached
+from domain.work import StepAside, Work
 
 MEMORY_POLL_SECONDS = 2
 AGENT_START_WAIT = 60  # seconds a chat waits for opencode to answer again (it restarts in about 5)
@@ -44,32 +43,32 @@ def chat_url(session_id: str) -> str:
     return f"/#/chat/{session_id}"
 
 
-def wait_for_memory(ctx: JobContext, opencode: Opencode) -> None:
+def wait_for_memory(work: Work, opencode: Opencode) -> None:
     """Return once there is headroom for one more agent (MECODES_CHAT_MEMORY_MB). Meanwhile the job says so in
     its progress, opencode is restarted if it holds memory while every chat is idle, and other queued jobs get
     the worker (deleting a chat frees memory too): the job steps aside and comes back after them."""
-    since = ctx.job.meta.setdefault("memory_wait_since", time.time())
+    since = work.first_time("waiting for memory")
     while True:
-        admitted, now = admits_a_chat(ctx.settings)
+        admitted, now = admits_a_chat(work.settings)
         if admitted:
             return
-        ctx.progress(waiting_text(now, ctx.settings))
-        if time.time() - since > ctx.settings.chat_memory_wait:
+        work.progress(waiting_text(now, work.settings))
+        if time.time() - since > work.settings.chat_memory_wait:
             raise Refused(
-                f"no memory for a new chat after {ctx.settings.chat_memory_wait} s ({waiting_text(now, ctx.settings)});"
-                " stop or delete chats, then try again"
+                f"no memory for a new chat after {work.settings.chat_memory_wait} s"
+                f" ({waiting_text(now, work.settings)}); stop or delete chats, then try again"
             )
         with contextlib.suppress(OpencodeUnavailable, OpencodeError):
-            restart_agent_if_idle(opencode, ctx.redis, ctx.settings, quiet=0)
-        if ctx.others_waiting():
+            restart_agent_if_idle(opencode, work.redis, work.settings, quiet=0)
+        if work.others_waiting():
             raise StepAside("a chat waiting for memory lets other jobs run first")
         time.sleep(MEMORY_POLL_SECONDS)
 
 
-def wait_for_agent(ctx: JobContext, opencode: Opencode) -> None:
+def wait_for_agent(work: Work, opencode: Opencode) -> None:
     """Return once opencode answers, else raise its last error. When procman runs it, a down opencode is
     coming back (restarted to give memory back, or after a crash), so that is waited for a while."""
-    managed = AGENT in procman.services(ctx.settings.run_dir)
+    managed = AGENT in procman.services(work.settings.run_dir)
     deadline = time.monotonic() + (AGENT_START_WAIT if managed else 0)
     while True:
         try:
@@ -80,17 +79,17 @@ def wait_for_agent(ctx: JobContext, opencode: Opencode) -> None:
             time.sleep(0.5)
 
 
-def start_chat(ctx: JobContext, chat: ChatRequest) -> dict[str, Any]:
-    opencode = Opencode(ctx.settings.opencode_url)
-    wait_for_memory(ctx, opencode)
+def start_chat(work: Work, chat: ChatRequest) -> dict[str, Any]:
+    opencode = Opencode(work.settings.opencode_url)
+    wait_for_memory(work, opencode)
     phase = "repo"
-    with ctx.lock(chat.repo):
+    with work.lock(chat.repo):
         try:
-            ctx.progress("repo: clone or refresh")
-            repo_action = ensure_cached(ctx, chat.repo, ctx.settings.fetch_max_age)
+            work.progress("repo: clone or refresh")
+            repo_action = ensure_cached(work, chat.repo, work.settings.fetch_max_age)
             phase = "worktree"
-            ctx.progress("worktree: check out a new branch")
-            worktree = repo_ops.add_worktree(ctx.layout, ctx.git, chat.repo, chat.label, chat.branch)
+            work.progress("worktree: check out a new branch")
+            worktree = repo_ops.add_worktree(work.layout, work.git, chat.repo, chat.label, chat.branch)
             if not worktree.created:
                 raise Refused(f"a worktree named {chat.label} already exists")
         except Exception as exc:
@@ -98,21 +97,21 @@ def start_chat(ctx: JobContext, chat: ChatRequest) -> dict[str, Any]:
         session: dict[str, Any] | None = None
         try:
             phase = "session"
-            ctx.progress("session: create the opencode session")
-            wait_for_agent(ctx, opencode)
+            work.progress("session: create the opencode session")
+            wait_for_agent(work, opencode)
             metadata = {"mecodes": {"repo": str(chat.repo), "branch": worktree.branch, "worktree": chat.label}}
             session = opencode.create_session(str(worktree.path), chat.title, metadata)
-            session_link(ctx.layout, chat.repo, worktree.path).write_text(session["id"])
+            session_link(work.layout, chat.repo, worktree.path).write_text(session["id"])
             if chat.prompt:
                 phase = "prompt"
-                ctx.progress("prompt: send the task")
+                work.progress("prompt: send the task")
                 opencode.prompt(session["id"], str(worktree.path), chat.prompt, chat.model)
         except Exception as exc:
-            ctx.progress(f"{phase} failed: rolling back")
+            work.progress(f"{phase} failed: rolling back")
             if session is not None:
                 with contextlib.suppress(OpencodeUnavailable, OpencodeError):
                     opencode.delete(session["id"], str(worktree.path))
-            repo_ops.undo_worktree(ctx.layout, ctx.git, chat.repo, worktree)
+            repo_ops.undo_worktree(work.layout, work.git, chat.repo, worktree)
             raise Refused(f"chat failed in phase {phase}: {exc}; it was rolled back") from exc
     return {
         "session_id": session["id"],
@@ -128,55 +127,55 @@ def start_chat(ctx: JobContext, chat: ChatRequest) -> dict[str, Any]:
     }
 
 
-def end_chat(ctx: JobContext, session_id: str, force: bool) -> dict[str, Any]:
+def end_chat(work: Work, session_id: str, force: bool) -> dict[str, Any]:
     """Abort the session if busy (never a raw kill), remove its worktree (refused while it holds work unless
     `force`), then delete the session."""
-    opencode = Opencode(ctx.settings.opencode_url)
+    opencode = Opencode(work.settings.opencode_url)
     session = opencode.session(session_id)
-    worktree = find_by_opencode_session(ctx.layout, ctx.git, session_id)
+    worktree = find_by_opencode_session(work.layout, work.git, session_id)
     if session is None and worktree is None:
         raise Refused(f"no chat with session {session_id}")
     directory = session["directory"] if session else str(worktree.path)
     done: dict[str, Any] = {"session_id": session_id, "aborted": False, "worktree_removed": None}
     if session and opencode.statuses(directory).get(session_id, IDLE) != IDLE:
-        ctx.progress("abort: stop the agent")
+        work.progress("abort: stop the agent")
         opencode.abort(session_id, directory)
         done["aborted"] = True
     if worktree is not None:
-        with ctx.lock(worktree.repo):
-            ctx.progress("worktree: remove it")
-            outcome = repo_ops.remove_worktree(ctx.layout, ctx.git, worktree.repo, worktree.session_id, force)
+        with work.lock(worktree.repo):
+            work.progress("worktree: remove it")
+            outcome = repo_ops.remove_worktree(work.layout, work.git, worktree.repo, worktree.session_id, force)
         done["worktree_removed"] = outcome["path"]
     if session:
-        ctx.progress("session: delete it")
+        work.progress("session: delete it")
         opencode.delete(session_id, directory)
     opencode.dispose(directory)  # the memory opencode held for the chat's folder
-    Instances(opencode, ctx.redis).forget([directory], [session_id])
+    Instances(opencode, work.redis).forget([directory], [session_id])
     return {**done, "session_deleted": bool(session)}
 
 
-def push_chat(ctx: JobContext, session_id: str, title: str | None, body: str, draft: bool) -> dict[str, Any]:
+def push_chat(work: Work, session_id: str, title: str | None, body: str, draft: bool) -> dict[str, Any]:
     """Push the chat's branch to origin and open a pull request against the default branch (or find the open
     one). Refused when the branch has no commits of its own."""
-    worktree = find_by_opencode_session(ctx.layout, ctx.git, session_id)
+    worktree = find_by_opencode_session(work.layout, work.git, session_id)
     if worktree is None or not worktree.exists:
         raise Refused(f"no worktree for session {session_id}")
-    repo_path = ctx.layout.repo_path(worktree.repo)
-    with ctx.lock(worktree.repo):
+    repo_path = work.layout.repo_path(worktree.repo)
+    with work.lock(worktree.repo):
         base = default_branch(repo_path)
         if not worktree.branch or not base:
             raise Refused("nothing to push: the worktree is not on a branch, or the repo has no default branch")
-        require_commits_to_push(ctx.git, worktree.path, base)
-        ctx.progress("push")
-        ctx.git.run_with_progress(
+        require_commits_to_push(work.git, worktree.path, base)
+        work.progress("push")
+        work.git.run_with_progress(
             ["push", "--progress", "--set-upstream", "origin", f"HEAD:refs/heads/{worktree.branch}"],
-            ctx.git_progress("push"),
+            work.git_progress("push"),
             cwd=worktree.path,
         )
-        head = ctx.git.run(["rev-parse", "HEAD"], cwd=worktree.path).stdout.strip()
-        subject = ctx.git.run(["log", "-1", "--format=%s"], cwd=worktree.path).stdout.strip()
-    ctx.progress("pull request")
-    github = GitHub(ctx.settings.github_api_url, ctx.settings.github_token)
+        head = work.git.run(["rev-parse", "HEAD"], cwd=worktree.path).stdout.strip()
+        subject = work.git.run(["log", "-1", "--format=%s"], cwd=worktree.path).stdout.strip()
+    work.progress("pull request")
+    github = GitHub(work.settings.github_api_url, work.settings.github_token)
     pull, created = github.pull_request(
         worktree.repo.owner, worktree.repo.name, worktree.branch, base, title or subject, body, draft
     )

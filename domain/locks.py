@@ -16,7 +16,7 @@ from redis import Redis
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
-from sidecar.names import RepoName
+from domain.names import RepoName
 
 LOCK_PREFIX = "mecodes:lock:repo:"
 

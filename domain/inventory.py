@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sidecar.gitcmd import Git, GitError
-from sidecar.layout import Layout, session_from_folder
-from sidecar.names import InvalidName, RepoName
+from domain.gitcmd import Git, GitError
+from domain.layout import Layout, session_from_folder
+from domain.names import InvalidName, RepoName
 
 STATE_CHECKS_IN_PARALLEL = 4
 SESSION_LINK = "mecodes-opencode-session"

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from sidecar.layout import Layout
+from domain.layout import Layout
 
 MAX_PID = 4_194_304  # the kernel's upper bound for pid_max
 
@@ -184,3 +185,17 @@ class ProcessGuard:
             except (ProcessLookupError, psutil.Error):
                 continue
         return members
+
+
+def alive_here(hostname: str | None, pid: int | None) -> bool:
+    """Whether a process recorded by its host and pid (an RQ worker, say) still runs. RQ keeps a dead worker's
+    record until its TTL runs out (minutes), so on this host its process is checked; one recorded on another host
+    is taken as alive (its TTL decides there)."""
+    if pid is None:
+        return False
+    if hostname != socket.gethostname():
+        return True
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

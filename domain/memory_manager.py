@@ -4,7 +4,7 @@
   keeps it), a restart does (≈ 660 → 330 MB measured), and sessions live in SQLite, so they survive it. When
   opencode's PSS is above MECODES_AGENT_RESTART_MB, no chat is busy and none changed for
   MECODES_AGENT_RESTART_QUIET seconds, procman restarts it in place, between turns.
-- Admission: a new chat's agent starts only while the headroom (limit minus used, see sidecar.memory) is at
+- Admission: a new chat's agent starts only while the headroom (limit minus used, see domain.memory) is at
   least MECODES_CHAT_MEMORY_MB; until then the chat waits as a queued job.
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 import psutil
 from redis import Redis
 
-from sidecar import memory, procman
-from sidecar.agent_instances import Instances, newest_updates
-from sidecar.config import Settings
-from sidecar.opencode import IDLE, Opencode
+from domain import memory, procman
+from domain.agent_instances import Instances, newest_updates
+from domain.config import Settings
+from domain.opencode import IDLE, Opencode
 
 AGENT = "opencode"  # the Procfile's name for opencode
 SETTLE_SECONDS = 3  # a prompt just sent shows as an update at once, but its session turns busy a moment later

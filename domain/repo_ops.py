@@ -15,11 +15,12 @@ from pathlib import Path
 
 from redis import Redis
 
-from sidecar.gitcmd import Git, GitError, ProgressCallback
-from sidecar.inventory import default_branch, find_worktree, work_state
-from sidecar.layout import Layout
-from sidecar.locks import LOCK_PREFIX
-from sidecar.names import RepoName
+from domain.gitcmd import Git, GitError, ProgressCallback
+from domain.inventory import default_branch, find_worktree, work_state
+from domain.layout import Layout
+from domain.locks import LOCK_PREFIX
+from domain.names import RepoName
+from domain.work import Work
 
 REMOTE_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
 CLONE_PREFIX = "clone-"
@@ -199,3 +200,16 @@ def remove_repo(layout: Layout, repo: RepoName, worktree_paths: list[Path]) -> N
         if path.exists():
             os.rename(path, trash / f"worktree-{i}")
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def ensure_cached(work: Work, repo: RepoName, max_age: float) -> str:
+    """Clone when missing, fetch when older than `max_age` seconds. Returns what was done."""
+    if not work.layout.is_cached(repo):
+        work.progress("cloning")
+        clone(work.layout, work.git, repo, work.git_progress("cloning"))
+        return "cloned"
+    if fetch_age(work.layout, repo) < max_age:
+        return "up to date"
+    work.progress("fetching")
+    fetch(work.layout, work.git, repo, work.git_progress("fetching"))
+    return "fetched"

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from sidecar.config import Settings
-from sidecar.redaction import redact
+from domain.config import Settings
+from domain.redaction import redact
 
 ProgressCallback = Callable[[str, int], None]
 

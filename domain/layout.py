@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar.names import SLUG_SEPARATOR, RepoName
+from domain.names import SLUG_SEPARATOR, RepoName
 
 FETCH_MARKER = "mecodes-last-fetch"
 

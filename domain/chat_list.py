@@ -9,11 +9,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sidecar.agent_instances import CALLS_IN_PARALLEL, Instances
-from sidecar.gitcmd import Git
-from sidecar.inventory import WorktreeInfo, all_worktrees, disk_usage, last_activity
-from sidecar.layout import Layout
-from sidecar.opencode import ERROR, IDLE
+from domain.agent_instances import CALLS_IN_PARALLEL, Instances
+from domain.gitcmd import Git
+from domain.inventory import WorktreeInfo, all_worktrees, disk_usage, last_activity
+from domain.layout import Layout
+from domain.opencode import ERROR, IDLE
 
 DISK_USAGE_MAX_AGE = 60  # seconds
 

@@ -4,10 +4,10 @@ opencode keeps an in-memory instance per directory (per chat), and after a reply
 chats took opencode from 320 MB to about 1,000 MB RSS, and disposing their instances brought it back to about
 510 MB (measured with opencode 1.18.33). A disposed instance is rebuilt, cheaply, by the next request for its
 directory; the sessions and their messages are on disk and stay. What disposing cannot give back (opencode's
-heap keeps it), a restart of opencode does, once every chat is idle (sidecar.memory_manager).
+heap keeps it), a restart of opencode does, once every chat is idle (domain.memory_manager).
 
 A directory is released once its sessions have been quiet for the idle limit and none of them is busy, and only
-once per change (sidecar.agent_instances), so a chat left open on a phone (which rebuilds the instance when its
+once per change (domain.agent_instances), so a chat left open on a phone (which rebuilds the instance when its
 event stream reconnects) is not released over and over.
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 
 from redis import Redis
 
-from sidecar.agent_instances import Instances, by_directory, newest_updates
-from sidecar.config import Settings
-from sidecar.memory_manager import admits_a_chat, restart_agent_if_idle
-from sidecar.opencode import IDLE, Opencode, OpencodeUnavailable
+from domain.agent_instances import Instances, by_directory, newest_updates
+from domain.config import Settings
+from domain.memory_manager import admits_a_chat, restart_agent_if_idle
+from domain.opencode import IDLE, Opencode, OpencodeUnavailable
 
 
 def release_idle_instances(opencode: Opencode, redis: Redis, idle_seconds: float) -> dict[str, Any]:

@@ -25,11 +25,21 @@ from typing import Any, Protocol
 import psutil
 from redis import Redis
 
-from sidecar.gitcmd import Git, GitError
-from sidecar.inventory import WorktreeInfo, cached_repos, disk_usage, last_activity, repo_worktrees, work_state
-from sidecar.layout import Layout
-from sidecar.names import SLUG_SEPARATOR, InvalidName, RepoName
-from worker import repo_ops
+from domain import repo_ops
+from domain.agent_instances import Instances
+from domain.gitcmd import Git, GitError
+from domain.inventory import (
+    WorktreeInfo,
+    all_worktrees,
+    cached_repos,
+    disk_usage,
+    last_activity,
+    repo_worktrees,
+    work_state,
+)
+from domain.layout import Layout
+from domain.names import SLUG_SEPARATOR, InvalidName, RepoName
+from domain.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
 
 DAY = 86400.0
 
@@ -229,3 +239,15 @@ class Collector:
             for b in branches
             if self.git.run(["rev-list", "--count", b, "--not", "--remotes"], cwd=repo_path).stdout.strip() != "0"
         ]
+
+
+def busy_sessions(layout: Layout, git: Git, opencode: Opencode, redis: Redis) -> set[str]:
+    """The sessions of our worktrees that opencode is working on; none when it does not answer (then none runs)."""
+    found = all_worktrees(layout, git, with_state=False)
+    linked = {str(w.path) for w in found if w.opencode_session and w.exists}
+    try:
+        sessions = [s for s in opencode.sessions() if s.get("directory") in linked]
+        statuses = Instances(opencode, redis).statuses(sessions)
+    except (OpencodeUnavailable, OpencodeError):
+        return set()
+    return {sid for sid, status in statuses.items() if status != IDLE}
