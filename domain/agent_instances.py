@@ -1,26 +1,37 @@
-"""Which of opencode's per-directory instances are released, so that reading a chat's state does not wake it.
+"""What is known of opencode's per-directory instances without asking: which are released (so that reading a
+chat's state does not wake one) and which are settled (so that the chat list need not ask about them).
 
 opencode keeps an instance per directory (per chat) and holds its memory until the instance is disposed. Any
 request about that directory afterwards (its sessions' status, their messages, even `GET /session/{id}`) builds
 the instance again. A directory counts as released while none of its sessions has been updated since it was
 released: its sessions are then idle, and the reason each one's last reply failed (if it did) was remembered at
 release, so the chat list and the periodic jobs answer for it without asking opencode.
+
+The same holds for a live directory once it is settled: its sessions seen idle, with no reply still to come, twice,
+SETTLE_SECONDS apart, with no update in between. A session only turns busy through a new prompt, which updates it,
+so until then it is idle and nothing needs asking. (Twice, because opencode reports a session idle an instant
+before it records why its reply failed, without a new update time.)
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
 
-from domain.opencode import Opencode
+from domain.opencode import IDLE, LastReply, Opencode
 
 RELEASED_KEY = "mecodes:agents:released"  # directory -> the newest session update (ms) when last released
-ERRORS_KEY = "mecodes:agents:released-errors"  # session id -> why its last reply failed, as of the release
+SETTLED_KEY = "mecodes:agents:settled"  # directory -> the newest session update (ms) when it was seen settled
+IDLE_SEEN_KEY = "mecodes:agents:idle-seen"  # directory -> "<newest update (ms)> <when first seen idle (s)>"
+ERRORS_KEY = "mecodes:agents:released-errors"  # session id -> why its last reply failed, as of release or settling
+SETTLE_SECONDS = 3.0
 CALLS_IN_PARALLEL = 4  # opencode answers per-directory and per-session questions concurrently
 
 
@@ -42,34 +53,101 @@ def by_directory(sessions: Iterable[dict[str, Any]]) -> dict[str, list[dict[str,
     return dict(grouped)
 
 
+@dataclass(frozen=True)
+class AgentStates:
+    """What a look at opencode found: each session's status (idle unless said otherwise), why a session's last reply
+    failed (for the sessions asked about), and the directories whose sessions are all idle."""
+
+    status: dict[str, str]
+    errors: dict[str, str]
+    idle: set[str]
+
+
 class Instances:
     def __init__(self, opencode: Opencode, redis: Redis):
         self.opencode = opencode
         self.redis = redis
 
-    def released_at(self) -> dict[str, int]:
-        """Directory → the newest session update it was released at; empty when Redis does not answer (then
-        every directory is asked, as before any release)."""
+    def _times(self, key: str) -> dict[str, int]:
+        """Directory → newest session update from a hash; empty when Redis does not answer (then every directory
+        is asked, as before any release)."""
         try:
-            return {k.decode(): int(v) for k, v in self.redis.hgetall(RELEASED_KEY).items()}
+            return {k.decode(): int(v) for k, v in self.redis.hgetall(key).items()}
         except RedisError:
             return {}
 
+    def released_at(self) -> dict[str, int]:
+        """Directory → the newest session update it was released at."""
+        return self._times(RELEASED_KEY)
+
     def released(self, sessions: list[dict[str, Any]]) -> set[str]:
         """The directories of `sessions` that are released and untouched since."""
-        released_at = self.released_at()
-        return {d for d, t in newest_updates(sessions).items() if d in released_at and t <= released_at[d]}
+        return _untouched(sessions, self.released_at())
 
-    def statuses(self, sessions: list[dict[str, Any]], released: set[str] | None = None) -> dict[str, str]:
-        """Session id → status (idle unless opencode says otherwise), asking only the live directories (those not
-        in `released`, by default `self.released(sessions)`)."""
-        released = self.released(sessions) if released is None else released
-        live = {s["directory"] for s in sessions if s.get("directory")} - released
+    def known_idle(self, sessions: list[dict[str, Any]]) -> set[str]:
+        """The directories of `sessions` known to be idle without asking: released or settled, untouched since."""
+        settled = self._times(SETTLED_KEY)
+        for directory, at in self.released_at().items():
+            settled[directory] = max(at, settled.get(directory, 0))
+        return _untouched(sessions, settled)
+
+    def statuses(self, sessions: list[dict[str, Any]], known_idle: set[str] | None = None) -> dict[str, str]:
+        """Session id → status (idle unless opencode says otherwise), asking only the directories not known to be
+        idle (by default `self.known_idle(sessions)`)."""
+        known_idle = self.known_idle(sessions) if known_idle is None else known_idle
+        live = {s["directory"] for s in sessions if s.get("directory")} - known_idle
         found: dict[str, str] = {}
         with ThreadPoolExecutor(CALLS_IN_PARALLEL) as pool:
             for statuses in pool.map(self.opencode.statuses, sorted(live)):
                 found.update(statuses)
         return found
+
+    def look(self, sessions: list[dict[str, Any]], errors_for: set[str]) -> AgentStates:
+        """Each session's status, and why the last reply failed for the sessions in `errors_for`; opencode is asked
+        only about directories not known to be idle (one status call each, and one call per idle session in
+        `errors_for`), and those seen idle long enough are remembered as settled."""
+        known_idle = self.known_idle(sessions)
+        grouped = by_directory(sessions)
+        status: dict[str, str] = {}
+        errors = {sid: e for sid, e in self.remembered_errors().items() if sid in errors_for}
+        idle = set(known_idle)
+
+        def ask(directory: str) -> tuple[str, dict[str, str], dict[str, LastReply]]:
+            found = {sid: st for sid, st in self.opencode.statuses(directory).items() if st != IDLE}
+            asked = [s["id"] for s in grouped[directory] if s["id"] in errors_for and s["id"] not in found]
+            return directory, found, {sid: self.opencode.last_reply(sid, directory) for sid in asked}
+
+        with ThreadPoolExecutor(CALLS_IN_PARALLEL) as pool:
+            answers = list(pool.map(ask, sorted(set(grouped) - known_idle)))
+        newest = newest_updates(sessions)
+        for directory, found, replies in answers:
+            status.update(found)
+            for sid, reply in replies.items():
+                errors.pop(sid, None)
+                if reply.error:
+                    errors[sid] = reply.error
+            # A prompt the agent has not started on yet (or a reply left unfinished) is not idle, whatever the status.
+            quiet = not found and not any(reply.pending for reply in replies.values())
+            if quiet:
+                idle.add(directory)
+            self._note(directory, newest.get(directory, 0), quiet, {sid: r.error for sid, r in replies.items()})
+        return AgentStates(status, errors, idle)
+
+    def _note(self, directory: str, newest: int, quiet: bool, errors: dict[str, str | None]) -> None:
+        """Remember a directory as settled once it is seen quiet again SETTLE_SECONDS after it was first seen quiet,
+        with no update in between (and the errors of its sessions as of then)."""
+        try:
+            if not quiet:
+                self.redis.hdel(IDLE_SEEN_KEY, directory)
+                return
+            seen = (self.redis.hget(IDLE_SEEN_KEY, directory) or b"").decode().split()
+            if not seen or int(seen[0]) != newest:
+                self.redis.hset(IDLE_SEEN_KEY, directory, f"{newest} {time.time()}")
+            elif time.time() - float(seen[1]) >= SETTLE_SECONDS:
+                self._remember(errors)
+                self.redis.hset(SETTLED_KEY, directory, newest)
+        except RedisError:
+            pass  # nothing remembered: the next look asks again
 
     def remembered_errors(self) -> dict[str, str]:
         try:
@@ -92,15 +170,24 @@ class Instances:
                 self.redis.hset(RELEASED_KEY, directory, newest[directory])
 
     def _remember_errors(self, directory: str, sessions: list[dict[str, Any]]) -> None:
-        for session in sessions:
-            if error := self.opencode.last_error(session["id"], directory):
-                self.redis.hset(ERRORS_KEY, session["id"], error)
+        self._remember({s["id"]: self.opencode.last_error(s["id"], directory) for s in sessions})
+
+    def _remember(self, errors: dict[str, str | None]) -> None:
+        for session_id, error in errors.items():
+            if error:
+                self.redis.hset(ERRORS_KEY, session_id, error)
             else:
-                self.redis.hdel(ERRORS_KEY, session["id"])
+                self.redis.hdel(ERRORS_KEY, session_id)
 
     def forget(self, directories: Iterable[str], session_ids: Iterable[str] = ()) -> None:
         """Drop what is remembered of deleted chats."""
         if directories := list(directories):
-            self.redis.hdel(RELEASED_KEY, *directories)
+            for key in (RELEASED_KEY, SETTLED_KEY, IDLE_SEEN_KEY):
+                self.redis.hdel(key, *directories)
         if session_ids := list(session_ids):
             self.redis.hdel(ERRORS_KEY, *session_ids)
+
+
+def _untouched(sessions: list[dict[str, Any]], recorded: dict[str, int]) -> set[str]:
+    """The directories of `sessions` none of whose sessions was updated after the time recorded for it."""
+    return {d for d, t in newest_updates(sessions).items() if d in recorded and t <= recorded[d]}

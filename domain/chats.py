@@ -23,6 +23,7 @@ from domain.names import RepoName
 from domain.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
 from domain.repo_ops import Refused, ensure_cached
 from domain.work import StepAside, Work
+from domain.work_states import WorkStates
 
 MEMORY_POLL_SECONDS = 2
 AGENT_START_WAIT = 60  # seconds a chat waits for opencode to answer again (it restarts in about 5)
@@ -172,6 +173,7 @@ def push_chat(work: Work, session_id: str, title: str | None, body: str, draft: 
             work.git_progress("push"),
             cwd=worktree.path,
         )
+        WorkStates(work.layout, work.git, work.redis).forget(worktree.path)  # no longer unpushed
         head = work.git.run(["rev-parse", "HEAD"], cwd=worktree.path).stdout.strip()
         subject = work.git.run(["log", "-1", "--format=%s"], cwd=worktree.path).stdout.strip()
     work.progress("pull request")

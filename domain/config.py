@@ -55,6 +55,7 @@ class Settings:
     gc_max_idle_days: float
     gc_repo_idle_days: float
     agent_release_interval: int
+    work_state_max_age: int
     agent_idle_minutes: float
     stack_pid: int | None
     kill_grace: float
@@ -95,6 +96,7 @@ def load_settings() -> Settings:
         gc_max_idle_days=_float("MECODES_GC_MAX_IDLE_DAYS", 7),
         gc_repo_idle_days=_float("MECODES_GC_REPO_IDLE_DAYS", 30),
         agent_release_interval=_int("MECODES_AGENT_RELEASE_INTERVAL", 60),
+        work_state_max_age=_int("MECODES_WORK_STATE_MAX_AGE", 300),
         agent_idle_minutes=_float("MECODES_AGENT_IDLE_MINUTES", 15),
         stack_pid=_int("MECODES_STACK_PID", 0) or None,
         kill_grace=_float("MECODES_KILL_GRACE", 5),

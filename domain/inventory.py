@@ -6,6 +6,7 @@ queries), so both the API and the worker may call them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -100,17 +101,23 @@ def last_activity(worktree: Path) -> float | None:
 
     Reads mtimes only: the folder, its `.git` file, and the index, HEAD and reflog of its admin folder in the
     bare repo. Edits to tracked files are not seen here, but they make the worktree dirty, which GC checks.
+    (Plain os calls: the chat list reads this for every worktree on every refresh.)
     """
-    candidates = [worktree, worktree / ".git"]
+    folder = os.fspath(worktree)
+    dotgit = os.path.join(folder, ".git")
+    candidates = [folder, dotgit]
     try:
-        gitdir = (worktree / ".git").read_text().strip().removeprefix("gitdir: ")
+        with open(dotgit) as link:
+            gitdir = link.read().strip().removeprefix("gitdir: ")
     except OSError:
         gitdir = ""
     if gitdir:
-        admin = Path(gitdir)
-        candidates += [admin / "index", admin / "HEAD", admin / "logs" / "HEAD"]
-    times = [m.timestamp() for m in map(_mtime, candidates) if m is not None]
-    return max(times) if times else None
+        candidates += [os.path.join(gitdir, name) for name in ("index", "HEAD", os.path.join("logs", "HEAD"))]
+    times = []
+    for candidate in candidates:
+        with contextlib.suppress(OSError):
+            times.append(os.stat(candidate).st_mtime)
+    return max(times, default=None)
 
 
 def default_branch(repo_path: Path) -> str | None:
@@ -202,15 +209,18 @@ def repo_worktrees(layout: Layout, git: Git, repo: RepoName, with_state: bool = 
 
 
 def all_worktrees(layout: Layout, git: Git, with_state: bool = True) -> list[WorktreeInfo]:
-    found = []
-    for repo in cached_repos(layout):
+    """Every repo's worktrees (the repos asked in parallel: each is a short git process)."""
+
+    def of_repo(repo: RepoName) -> list[WorktreeInfo]:
         try:
-            found += repo_worktrees(layout, git, repo, with_state)
+            return repo_worktrees(layout, git, repo, with_state)
         except GitError:
             if layout.is_cached(repo):
                 raise
-            # removed while we looked: nothing to list
-    return found
+            return []  # removed while we looked: nothing to list
+
+    with ThreadPoolExecutor(STATE_CHECKS_IN_PARALLEL) as pool:
+        return [worktree for found in pool.map(of_repo, cached_repos(layout)) for worktree in found]
 
 
 def session_link(layout: Layout, repo: RepoName, worktree: Path) -> Path:

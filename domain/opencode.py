@@ -10,12 +10,17 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import Any, NamedTuple
 
 IDLE = "idle"
 ERROR = "error"  # ours: idle, and the last reply ended in an error
 ABORTED = "MessageAbortedError"
 SESSION_PREFIX = "ses"
+
+
+class LastReply(NamedTuple):
+    error: str | None
+    pending: bool
 
 
 class OpencodeUnavailable(RuntimeError):
@@ -89,14 +94,23 @@ class Opencode:
         statuses = self._call("GET", "/session/status", directory)
         return {sid: status.get("type", "busy") for sid, status in statuses.items()}
 
-    def last_error(self, session_id: str, directory: str) -> str | None:
-        """Why the session's last reply failed, if it did; an abort the user asked for is not a failure."""
+    def last_reply(self, session_id: str, directory: str) -> LastReply:
+        """How the session's last turn stands: its error (an abort the user asked for is not a failure), and
+        whether a reply is still to come (the last message is the person's, or an unfinished reply)."""
         messages = self._call("GET", f"/session/{_quoted(session_id)}/message", directory, limit=1) or []
         info = messages[-1].get("info", {}) if messages else {}
-        error = info.get("error") if info.get("role") == "assistant" else None
+        if info.get("role") != "assistant":
+            return LastReply(None, pending=bool(info))
+        error = info.get("error")
+        pending = not error and not (info.get("time") or {}).get("completed")
         if not isinstance(error, dict) or error.get("name") == ABORTED:
-            return None
-        return str((error.get("data") or {}).get("message") or error.get("name") or "the reply failed")
+            return LastReply(None, pending)
+        why = (error.get("data") or {}).get("message") or error.get("name") or "the reply failed"
+        return LastReply(str(why), pending)
+
+    def last_error(self, session_id: str, directory: str) -> str | None:
+        """Why the session's last reply failed, if it did."""
+        return self.last_reply(session_id, directory).error
 
     def abort(self, session_id: str, directory: str) -> None:
         self._call("POST", f"/session/{_quoted(session_id)}/abort", directory)

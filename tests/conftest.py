@@ -147,6 +147,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory, redis_url: str, origin: 
         "MECODES_FETCH_MAX_AGE": "0",
         "MECODES_LOCK_TTL": "6",
         "MECODES_GC_INTERVAL": "0",
+        "MECODES_WORK_STATE_MAX_AGE": "0",
         "OPENCODE_URL": "",  # the sidecar-only suite runs without opencode (tests/test_stack.py runs it)
     }
     with pytest.MonkeyPatch.context() as mp:

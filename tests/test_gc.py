@@ -339,11 +339,14 @@ def test_the_gc_scheduler_stops_when_asked_while_redis_is_down(
 
 
 def test_periodic_jobs_are_switched_by_their_intervals(settings: Settings) -> None:
-    on = replace(settings, gc_interval=60, agent_release_interval=30, opencode_url="http://127.0.0.1:1")
+    on = replace(
+        settings, gc_interval=60, agent_release_interval=30, work_state_max_age=90, opencode_url="http://127.0.0.1:1"
+    )
     assert [(j.kind, j.interval, j.result_ttl) for j in periodic_jobs(on)] == [
         ("gc", 60, settings.job_result_ttl),
         ("release", 30, 60),  # runs every few minutes: only the last ones stay in the jobs list
+        ("work_states", 90, 180),
     ]
-    assert [j.kind for j in periodic_jobs(replace(on, gc_interval=0))] == ["release"]
-    assert [j.kind for j in periodic_jobs(replace(on, opencode_url=""))] == ["gc"]  # no agent, nothing to release
-    assert periodic_jobs(replace(on, gc_interval=0, agent_release_interval=0)) == []
+    assert [j.kind for j in periodic_jobs(replace(on, gc_interval=0))] == ["release", "work_states"]
+    assert [j.kind for j in periodic_jobs(replace(on, opencode_url=""))] == ["gc", "work_states"]  # nothing to release
+    assert periodic_jobs(replace(on, gc_interval=0, agent_release_interval=0, work_state_max_age=0)) == []

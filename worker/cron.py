@@ -18,7 +18,7 @@ from domain.config import Settings
 from domain.lifetime import die_with_parent
 from domain.periodic import cron_name, leader_key
 from domain.redis_client import connect
-from worker.jobs import collect_garbage, release_idle_agents
+from worker.jobs import collect_garbage, refresh_work_states, release_idle_agents
 
 LEASE_SECONDS = 180  # the scheduler heartbeats at least every 60 s
 log = logging.getLogger(__name__)
@@ -67,6 +67,10 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
         interval = settings.agent_release_interval
         name = f"mecodes-release:{settings.queue_name}"
         jobs.append(PeriodicJob(name, "release", release_idle_agents, interval, {}, 2 * interval))
+    if settings.work_state_max_age > 0:
+        interval = settings.work_state_max_age
+        name = f"mecodes-work-states:{settings.queue_name}"
+        jobs.append(PeriodicJob(name, "work_states", refresh_work_states, interval, {}, 2 * interval))
     return jobs
 
 

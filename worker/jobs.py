@@ -12,12 +12,13 @@ from rq.job import Job, JobStatus
 from domain import periodic, repo_ops
 from domain.chats import ChatRequest, end_chat, push_chat, start_chat
 from domain.gc import Collector, Policy, busy_sessions
-from domain.inventory import default_branch, repo_worktrees
+from domain.inventory import all_worktrees, default_branch, repo_worktrees
 from domain.locks import repo_lock
 from domain.names import RepoName, parse_repo
 from domain.opencode import Opencode
 from domain.release import give_memory_back
 from domain.repo_ops import Refused, ensure_cached
+from domain.work_states import WorkStates
 from worker.context import JobContext, job_context, reports_errors
 
 
@@ -71,6 +72,14 @@ def release_idle_agents() -> dict[str, Any]:
     restart of opencode when it holds more than MECODES_AGENT_RESTART_MB while every chat is idle."""
     ctx = job_context()
     return give_memory_back(Opencode(ctx.settings.opencode_url), ctx.redis, ctx.settings)
+
+
+@reports_errors
+def refresh_work_states() -> dict[str, Any]:
+    """See domain.work_states: what each worktree holds, looked at again for the chat list."""
+    ctx = job_context()
+    worktrees = all_worktrees(ctx.layout, ctx.git, with_state=False)
+    return {"refreshed": WorkStates(ctx.layout, ctx.git, ctx.redis).refresh(worktrees)}
 
 
 @reports_errors

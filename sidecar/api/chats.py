@@ -65,8 +65,9 @@ class Chats(MethodView):
     def get(self) -> dict[str, Any]:
         """opencode's sessions joined with the worktrees, newest activity first; sessions without a worktree and
         worktrees without a session are listed too (`has_session`, `has_worktree`)."""
-        svc = services()
-        return {"chats": chat_entries(svc.layout, svc.git, Instances(opencode(), svc.jobs.redis))}
+        svc = services()  # no health check first: a down opencode fails the session list with the same 503
+        client = Opencode(svc.settings.opencode_url)
+        return {"chats": chat_entries(svc.layout, svc.git, Instances(client, svc.jobs.redis))}
 
 
 @blp.route("/<session_id>")

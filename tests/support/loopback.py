@@ -23,6 +23,9 @@ class LoopbackServer:
             def do_POST(self) -> None:
                 owner.serve(self)
 
+            def do_DELETE(self) -> None:
+                owner.serve(self)
+
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
