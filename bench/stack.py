@@ -254,6 +254,7 @@ def in_job_seconds(job: dict[str, Any]) -> float:
 class Stack:
     api: Api
     data: Path  # MECODES_DATA_DIR
+    redis_url: str
     redis: Service
     worker: Service
     gunicorn: Service
@@ -278,6 +279,7 @@ def running_stack(tmp: Path, git_base_url: str, **env: str) -> Iterator[Stack]:
             "MECODES_QUEUE": "bench",
             "MECODES_FETCH_MAX_AGE": "3600",
             "MECODES_GC_INTERVAL": "0",  # no periodic GC running in the middle of a measurement
+            "MECODES_WORK_STATE_MAX_AGE": "0",
             "MECODES_STACK_PID": str(os.getpid()),  # this process manages the stack
             "OPENCODE_URL": "",  # no opencode: health checks only Redis and the worker
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -299,7 +301,7 @@ def running_stack(tmp: Path, git_base_url: str, **env: str) -> Iterator[Stack]:
             services.append(start(exits, "gunicorn", gunicorn_cmd, env, logs))
             api = Api(api_port)
             wait_ready("the sidecar to report healthy", api.healthy, services)
-            yield Stack(api, data, *services)
+            yield Stack(api, data, redis_url, *services)
         except Exception:
             print_log_tails(services)
             raise
