@@ -25,7 +25,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from domain.opencode import IDLE, LastReply, Opencode
+from domain.opencode import LastReply, Opencode
 
 RELEASED_KEY = "mecodes:agents:released"  # directory -> the newest session update (ms) when last released
 SETTLED_KEY = "mecodes:agents:settled"  # directory -> the newest session update (ms) when it was seen settled
@@ -91,11 +91,9 @@ class Instances:
             settled[directory] = max(at, settled.get(directory, 0))
         return _untouched(sessions, settled)
 
-    def statuses(self, sessions: list[dict[str, Any]], known_idle: set[str] | None = None) -> dict[str, str]:
-        """Session id → status (idle unless opencode says otherwise), asking only the directories not known to be
-        idle (by default `self.known_idle(sessions)`)."""
-        known_idle = self.known_idle(sessions) if known_idle is None else known_idle
-        live = {s["directory"] for s in sessions if s.get("directory")} - known_idle
+    def statuses(self, sessions: list[dict[str, Any]]) -> dict[str, str]:
+        """Session id → status of the sessions that are not idle, asking only the directories not known to be idle."""
+        live = {s["directory"] for s in sessions if s.get("directory")} - self.known_idle(sessions)
         found: dict[str, str] = {}
         with ThreadPoolExecutor(CALLS_IN_PARALLEL) as pool:
             for statuses in pool.map(self.opencode.statuses, sorted(live)):
@@ -113,7 +111,7 @@ class Instances:
         idle = set(known_idle)
 
         def ask(directory: str) -> tuple[str, dict[str, str], dict[str, LastReply]]:
-            found = {sid: st for sid, st in self.opencode.statuses(directory).items() if st != IDLE}
+            found = self.opencode.statuses(directory)
             asked = [s["id"] for s in grouped[directory] if s["id"] in errors_for and s["id"] not in found]
             return directory, found, {sid: self.opencode.last_reply(sid, directory) for sid in asked}
 

@@ -20,7 +20,7 @@ from domain.github import GitHub
 from domain.inventory import commits_of_its_own, default_branch, find_by_opencode_session, session_link, work_state
 from domain.memory_manager import AGENT, admits_a_chat, restart_agent_if_idle, waiting_text
 from domain.names import RepoName
-from domain.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
+from domain.opencode import Opencode, OpencodeError, OpencodeUnavailable
 from domain.repo_ops import Refused, ensure_cached
 from domain.work import StepAside, Work
 from domain.work_states import WorkStates
@@ -138,7 +138,7 @@ def end_chat(work: Work, session_id: str, force: bool) -> dict[str, Any]:
         raise Refused(f"no chat with session {session_id}")
     directory = session["directory"] if session else str(worktree.path)
     done: dict[str, Any] = {"session_id": session_id, "aborted": False, "worktree_removed": None}
-    if session and opencode.statuses(directory).get(session_id, IDLE) != IDLE:
+    if session and session_id in opencode.statuses(directory):
         work.progress("abort: stop the agent")
         opencode.abort(session_id, directory)
         done["aborted"] = True

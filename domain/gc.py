@@ -39,7 +39,7 @@ from domain.inventory import (
 )
 from domain.layout import Layout
 from domain.names import SLUG_SEPARATOR, InvalidName, RepoName
-from domain.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
+from domain.opencode import Opencode, OpencodeError, OpencodeUnavailable
 
 DAY = 86400.0
 
@@ -250,4 +250,4 @@ def busy_sessions(layout: Layout, git: Git, opencode: Opencode, redis: Redis) ->
         statuses = Instances(opencode, redis).statuses(sessions)
     except (OpencodeUnavailable, OpencodeError):
         return set()
-    return {sid for sid, status in statuses.items() if status != IDLE}
+    return set(statuses)

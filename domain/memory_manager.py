@@ -19,7 +19,7 @@ from redis import Redis
 from domain import memory, procman
 from domain.agent_instances import Instances, newest_updates
 from domain.config import Settings
-from domain.opencode import IDLE, Opencode
+from domain.opencode import Opencode
 
 AGENT = "opencode"  # the Procfile's name for opencode
 SETTLE_SECONDS = 3  # a prompt just sent shows as an update at once, but its session turns busy a moment later
@@ -59,7 +59,7 @@ def restart_agent_if_idle(opencode: Opencode, redis: Redis, settings: Settings, 
     if time.time() - latest / 1000 < quiet:
         return {**decision, "why": f"a chat changed in the last {quiet:.0f} s"}
     instances = Instances(opencode, redis)
-    if busy := sorted(sid for sid, status in instances.statuses(sessions).items() if status != IDLE):
+    if busy := sorted(instances.statuses(sessions)):
         return {**decision, "why": f"chats are working: {', '.join(busy)}"}
     instances.release_all(sessions)  # every instance ends with the restart
     if not procman.request_restart(settings.run_dir, settings.stack_pid, AGENT):

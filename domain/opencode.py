@@ -92,7 +92,8 @@ class Opencode:
     def statuses(self, directory: str) -> dict[str, str]:
         """Session id → status (busy, retry, ...) for the sessions of `directory` that are not idle."""
         statuses = self._call("GET", "/session/status", directory)
-        return {sid: status.get("type", "busy") for sid, status in statuses.items()}
+        found = {sid: status.get("type", "busy") for sid, status in statuses.items()}
+        return {sid: status for sid, status in found.items() if status != IDLE}
 
     def last_reply(self, session_id: str, directory: str) -> LastReply:
         """How the session's last turn stands: its error (an abort the user asked for is not a failure), and

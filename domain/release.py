@@ -21,7 +21,7 @@ from redis import Redis
 from domain.agent_instances import Instances, by_directory, newest_updates
 from domain.config import Settings
 from domain.memory_manager import admits_a_chat, restart_agent_if_idle
-from domain.opencode import IDLE, Opencode, OpencodeUnavailable
+from domain.opencode import Opencode, OpencodeUnavailable
 
 
 def release_idle_instances(opencode: Opencode, redis: Redis, idle_seconds: float) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def release_idle_instances(opencode: Opencode, redis: Redis, idle_seconds: float
     grouped = by_directory(sessions)
     released, busy = [], []
     for directory in candidates:
-        if any(status != IDLE for status in opencode.statuses(directory).values()):
+        if opencode.statuses(directory):
             busy.append(directory)
             continue
         instances.release(directory, grouped[directory], newest[directory])
