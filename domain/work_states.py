@@ -27,7 +27,7 @@ from domain.gitcmd import Git, GitError
 from domain.inventory import STATE_CHECKS_IN_PARALLEL, WorkState, WorktreeInfo, disk_usage, last_activity, work_state
 from domain.layout import Layout
 
-KEY = "mecodes:worktrees:held"  # worktree path -> JSON: stamp, idle, dirty, unpushed, disk_bytes, disk_at, at
+KEY = "mecodes:worktrees:held"  # worktree path -> JSON: stamp, idle, dirty, unpushed, disk_bytes, disk_at
 DISK_USAGE_MAX_AGE = 60  # seconds: the walk costs about 20 ms per 3,000 files, and the figure is only shown
 
 
@@ -60,13 +60,13 @@ class WorkStates:
             stamp = [worktree.head, last_activity(worktree.path), fetched[worktree.repo], newest.get(path)]
             record = remembered.get(path)
             if record and record["idle"] and record["stamp"] == stamp:
-                found[worktree.path] = _held(record, stamp)
+                found[worktree.path] = _held(record)
             else:
                 to_look.append((worktree, stamp, record))
         with ThreadPoolExecutor(STATE_CHECKS_IN_PARALLEL) as pool:
             looked = list(pool.map(lambda item: self._look(*item, idle=str(item[0].path) in idle), to_look))
         fresh = {str(worktree.path): record for (worktree, _, _), record in zip(to_look, looked, strict=True)}
-        found |= {Path(path): _held(record, record["stamp"]) for path, record in fresh.items()}
+        found |= {Path(path): _held(record) for path, record in fresh.items()}
         self._store(fresh, gone=set(remembered) - {str(w.path) for w in worktrees})
         return found
 
@@ -100,7 +100,6 @@ class WorkStates:
             "unpushed": state.unpushed_commits if state else None,
             "disk_bytes": disk_bytes,
             "disk_at": disk_at,
-            "at": now,
         }
 
     def _remembered(self) -> dict[str, dict[str, Any]]:
@@ -121,9 +120,9 @@ class WorkStates:
             pass  # not remembered: the next list looks again
 
 
-def _held(record: dict[str, Any], stamp: list[Any]) -> Held:
+def _held(record: dict[str, Any]) -> Held:
     state = None if record["dirty"] is None else WorkState(record["dirty"], record["unpushed"])
-    return Held(state, record["disk_bytes"], touched=stamp[1])
+    return Held(state, record["disk_bytes"], touched=record["stamp"][1])  # the stamp's last activity
 
 
 def _mtime(path: Path) -> float | None:
