@@ -27,8 +27,7 @@ RESTARTED_KEY = "mecodes:agents:restarted-at"  # the newest session update (ms) 
 
 
 def agent_pid(settings: Settings) -> int | None:
-    service = procman.services(settings.run_dir).get(AGENT) or {}
-    return service.get("pid") if service.get("state") == procman.RUNNING else None
+    return procman.running_pid(procman.services(settings.run_dir).get(AGENT) or {})
 
 
 def agent_pss_mb(settings: Settings) -> float | None:
@@ -101,7 +100,7 @@ def report(settings: Settings) -> dict[str, Any]:
     now = memory.usage(settings.memory_limit_mb)
     services, commands = [], []
     for name, service in procman.services(settings.run_dir).items():
-        pid = service.get("pid") if service.get("state") == procman.RUNNING else None
+        pid = procman.running_pid(service)
         below = _below(pid) if pid else []
         own = [pid, *(p.pid for p in below)] if pid and name != AGENT else [pid] if pid else []
         services.append(

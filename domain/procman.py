@@ -30,6 +30,11 @@ def services(run_dir: Path | None) -> dict[str, dict[str, Any]]:
     return found if isinstance(found, dict) else {}
 
 
+def running_pid(service: dict[str, Any]) -> int | None:
+    """The pid of a service procman reports running; None while it is down or restarting."""
+    return service.get("pid") if service.get("state") == RUNNING else None
+
+
 def problems(found: dict[str, dict[str, Any]]) -> list[str]:
     """A sentence for each service procman is restarting."""
     return [
