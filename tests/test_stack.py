@@ -326,6 +326,7 @@ def test_health_says_what_is_restarting(tmp_path: Path, origin: Origin) -> None:
         ("MECODES_CHAT_MEMORY_WAIT", "1.5"),
         ("MECODES_AGENT_RESTART_MB", "big"),
         ("MECODES_AGENT_RESTART_QUIET", "-1"),
+        ("MECODES_WORK_STATE_MAX_AGE", "-5"),
         ("MECODES_OPENCODE_CONFIG", "{not json"),
         ("MECODES_OPENCODE_CONFIG", "[1, 2]"),
     ],
