@@ -1,10 +1,16 @@
-"""Orphaned processes: finding them and killing them, and never anything else.
+"""Stray processes: finding them and killing them, and never anything else.
 
-An orphan is a process whose parent is PID 1 (it was re-parented when its own parent died, typically an
-agent's command that outlived its shell or opencode), owned by our user, started after the stack did, and
-not part of the stack. The stack is the process manager (MECODES_STACK_PID; by default the sidecar's
-top-most ancestor below PID 1) and everything below it: Redis, gunicorn and its workers, the RQ worker and its
-children, Caddy, opencode. PID 1, the sidecar and its ancestors are never killed.
+A stray is a process of our user that is not part of the stack and is either
+- running in a worktree (its cwd is inside the worktrees folder), whenever it began and whoever its parent is:
+  an agent's command, running or left over, or anything else started there; or
+- an orphan: re-parented to PID 1 when its own parent died (an agent's command that outlived its shell or
+  opencode) and started after the stack did.
+The stack is the process manager (MECODES_STACK_PID; by default the sidecar's top-most ancestor below PID 1)
+and everything below it that runs outside the worktrees: Redis, gunicorn and its workers, the RQ worker and its
+children, Caddy, opencode. PID 1, the sidecar, its ancestors and the stack's services are never killed.
+
+A stack that died without stopping its services (SIGKILL, a crash) can leave agents' commands running in its
+worktrees; `leftovers` finds them at the next start (bin/procman ends a service's processes when it stops it).
 """
 
 from __future__ import annotations
@@ -31,14 +37,18 @@ class Refused(Exception):
         self.status = status
 
 
+ORPHAN, IN_WORKTREE = "orphan", "in-worktree"
+
+
 @dataclass(frozen=True)
-class Orphan:
+class Stray:
     pid: int
     ppid: int
     user: str | None
     cmdline: str
     cwd: str | None
     worktree: str | None
+    reason: str  # ORPHAN (its parent is PID 1) or IN_WORKTREE
     age_seconds: float
     cpu_seconds: float
     rss_bytes: int
@@ -69,8 +79,62 @@ def _wait_until_dead(procs: set[psutil.Process], timeout: float) -> tuple[set[ps
     return procs - alive, alive
 
 
+def terminate(targets: set[psutil.Process], grace: float) -> dict[str, list[int]]:
+    """SIGTERM every target, SIGKILL those still alive after `grace`; which pids ended how."""
+    for target in targets:
+        try:
+            target.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            continue
+    gone, alive = _wait_until_dead(targets, grace)
+    for target in alive:
+        try:
+            target.kill()
+        except psutil.NoSuchProcess:
+            continue
+    killed, survivors = _wait_until_dead(alive, 2)
+    return {
+        "terminated": sorted(p.pid for p in gone),
+        "killed": sorted(p.pid for p in killed),
+        "survivors": sorted(p.pid for p in survivors),
+    }
+
+
+def _cwd(proc: psutil.Process) -> str | None:
+    try:
+        return proc.cwd()
+    except psutil.AccessDenied:
+        return None
+
+
+def worktree_of(layout: Layout, cwd: str | None) -> str | None:
+    """The worktree folder `cwd` is in, or None."""
+    if not cwd:
+        return None
+    path, root = Path(cwd), layout.worktrees_dir
+    return path.relative_to(root).parts[0] if path.is_relative_to(root) and path != root else None
+
+
+def leftovers(layout: Layout) -> list[psutil.Process]:
+    """Processes a stack of this data folder left running in its worktrees: ours, with a cwd in a worktree, and
+    MECODES_DATA_DIR naming this folder in their environment (every process of a stack inherits it; a person's own
+    shell open in a worktree does not, and is left alone). Meant for start-up, before any service runs."""
+    found, uid, me = [], os.getuid(), psutil.Process()
+    mine = {me.pid, *(p.pid for p in me.parents())}
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid in mine or proc.uids().real != uid or not worktree_of(layout, _cwd(proc)):
+                continue
+            data_dir = proc.environ().get("MECODES_DATA_DIR")
+            if data_dir and Path(data_dir).resolve() == layout.root.resolve():
+                found.append(proc)
+        except psutil.Error:
+            continue  # gone or unreadable meanwhile
+    return found
+
+
 class ProcessGuard:
-    """Decides, for any pid, whether it is an orphan we may kill, and why not otherwise."""
+    """Decides, for any pid, whether it is a stray we may kill, and why not otherwise."""
 
     def __init__(self, layout: Layout, stack_pid: int | None):
         self.layout = layout
@@ -82,66 +146,66 @@ class ProcessGuard:
         self.uid = os.getuid()
 
     def _protected(self, proc: psutil.Process) -> str | None:
-        """Why `proc` must never be killed (init, the sidecar's own line, the stack), or None."""
+        """Why `proc` must never be killed (init, the sidecar's own line, the stack's services and what they run
+        outside the worktrees), or None."""
         if proc.pid == 1:
             return "PID 1 (the container's init) is never killed"
         if proc.pid in self.own_chain:
             return f"{_describe(proc)} is the sidecar or one of its parents"
-        if proc.pid == self.stack.pid or self.stack.pid in {p.pid for p in proc.parents()}:
-            return f"{_describe(proc)} is part of the stack (a service or one of its children)"
+        if proc.pid == self.stack.pid or proc.ppid() == self.stack.pid:
+            return f"{_describe(proc)} is part of the stack (the process manager or one of its services)"
+        below_stack = self.stack.pid in {p.pid for p in proc.parents()}
+        if below_stack and not worktree_of(self.layout, _cwd(proc)):
+            return f"{_describe(proc)} is part of the stack (a child of a service, outside the worktrees)"
         return None
 
     def refusal(self, proc: psutil.Process) -> Refused | None:
-        """None when `proc` is an orphan we may kill; else why not."""
+        """None when `proc` is a stray we may kill (in a worktree, or an orphan); else why not."""
         with proc.oneshot():
             if reason := self._protected(proc):
                 return Refused(403, reason)
-            if proc.ppid() != 1:
-                parent = psutil.Process(proc.ppid())
-                return Refused(409, f"{_describe(proc)} is not an orphan: its parent is {_describe(parent)}")
             if proc.uids().real != self.uid:
                 return Refused(403, f"{_describe(proc)} belongs to another user")
+            if worktree_of(self.layout, _cwd(proc)):
+                return None
+            if proc.ppid() != 1:
+                parent = psutil.Process(proc.ppid())
+                return Refused(
+                    409, f"{_describe(proc)} is not an orphan (its parent is {_describe(parent)}) nor in a worktree"
+                )
             if proc.create_time() < self.stack_started:
                 return Refused(403, f"{_describe(proc)} started before the stack, so it is not one of its orphans")
         return None
 
-    def orphans(self) -> list[Orphan]:
+    def strays(self) -> list[Stray]:
         found = []
         for proc in psutil.process_iter():
             try:
-                if proc.ppid() == 1 and self.refusal(proc) is None:
-                    found.append(self._orphan(proc))
+                if self.refusal(proc) is None:
+                    found.append(self._stray(proc))
             except psutil.Error:
                 continue  # gone or unreadable meanwhile
         return sorted(found, key=lambda o: o.pid)
 
-    def _orphan(self, proc: psutil.Process) -> Orphan:
+    def _stray(self, proc: psutil.Process) -> Stray:
         with proc.oneshot():
-            try:
-                cwd: str | None = proc.cwd()
-            except psutil.AccessDenied:
-                cwd = None
+            cwd = _cwd(proc)
             cpu = proc.cpu_times()
-            return Orphan(
+            return Stray(
                 pid=proc.pid,
                 ppid=proc.ppid(),
                 user=proc.username(),
                 cmdline=" ".join(proc.cmdline()) or proc.name(),
                 cwd=cwd,
-                worktree=self._worktree_of(cwd),
+                worktree=worktree_of(self.layout, cwd),
+                reason=ORPHAN if proc.ppid() == 1 else IN_WORKTREE,
                 age_seconds=round(time.time() - proc.create_time(), 1),
                 cpu_seconds=round(cpu.user + cpu.system, 2),
                 rss_bytes=proc.memory_info().rss,
             )
 
-    def _worktree_of(self, cwd: str | None) -> str | None:
-        if not cwd:
-            return None
-        path, root = Path(cwd), self.layout.worktrees_dir
-        return path.relative_to(root).parts[0] if path.is_relative_to(root) and path != root else None
-
     def kill(self, pid: int, grace: float) -> dict[str, object]:
-        """SIGTERM the orphan, its descendants and its process group; SIGKILL what is left after `grace`."""
+        """SIGTERM the stray, its descendants and its process group; SIGKILL what is left after `grace`."""
         try:
             proc = psutil.Process(pid)
             refused = self.refusal(proc)
@@ -149,25 +213,7 @@ class ProcessGuard:
             raise Refused(404, f"no process {pid}") from None
         if refused:
             raise refused
-        targets = {proc, *proc.children(recursive=True), *self._group_of(proc)}
-        for target in targets:
-            try:
-                target.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                continue
-        gone, alive = _wait_until_dead(targets, grace)
-        for target in alive:
-            try:
-                target.kill()
-            except psutil.NoSuchProcess:
-                continue
-        killed, survivors = _wait_until_dead(alive, 2)
-        return {
-            "pid": pid,
-            "terminated": sorted(p.pid for p in gone),
-            "killed": sorted(p.pid for p in killed),
-            "survivors": sorted(p.pid for p in survivors),
-        }
+        return {"pid": pid, **terminate({proc, *proc.children(recursive=True), *self._group_of(proc)}, grace)}
 
     def _group_of(self, proc: psutil.Process) -> list[psutil.Process]:
         """The rest of its process group, unless that group also holds something we must not kill."""

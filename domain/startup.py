@@ -7,6 +7,8 @@
   version), sessions never shared off the machine, and the agent's commands run through bin/agent-shell/bash, which
   makes them the first victims when memory runs out. The person's own settings win over these: opencode's config
   file on the volume, then MECODES_OPENCODE_CONFIG (JSON), merged key by key.
+- Processes an earlier stack of this data folder left running in its worktrees (it died without stopping them:
+  SIGKILL, a crash) are ended, and said so on stderr: an agent's command never outlives the stack that ran it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from domain.config import REPO_ROOT, load_settings
+import psutil
+
+from domain import processes
+from domain.config import REPO_ROOT, Settings, load_settings
+from domain.layout import Layout
 
 STACK_DEFAULTS: dict[str, Any] = {
     "$schema": "https://opencode.ai/config.json",
@@ -68,10 +74,28 @@ def opencode_config(environ: dict[str, str]) -> dict[str, Any]:
     return config
 
 
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.pid} ({' '.join(proc.cmdline()) or proc.name()}, in {proc.cwd()})"
+    except psutil.Error:
+        return str(proc.pid)
+
+
+def end_leftovers(settings: Settings) -> None:
+    """End what an earlier stack left running in this data folder's worktrees, saying what and how."""
+    found = processes.leftovers(Layout(settings.data_dir))
+    if not found:
+        return
+    described = "; ".join(_describe(proc) for proc in found)
+    print(f"start: ending processes an earlier stack left running in its worktrees: {described}", file=sys.stderr)
+    ended = processes.terminate(set(found), settings.kill_grace)
+    print(f"start: {', '.join(f'{how} {pids}' for how, pids in ended.items() if pids)}", file=sys.stderr)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
         raise SystemExit("usage: python -m domain.startup OPENCODE_CONFIG_PATH")
-    load_settings()
+    end_leftovers(load_settings())
     config = opencode_config(dict(os.environ))
     Path(argv[1]).write_text(json.dumps(config, indent=2) + "\n")
 

@@ -1,4 +1,6 @@
-"""Orphan detection and killing, with real detached processes that get re-parented to PID 1."""
+"""Stray processes (orphans, and anything running in a worktree): listing and killing them, with real processes,
+some detached and re-parented to PID 1. tests/test_stack.py has the stack's side: bin/procman ending a service's
+processes with it, and bin/start ending what a killed stack left in its worktrees."""
 
 from __future__ import annotations
 
@@ -16,10 +18,15 @@ from sidecar import create_app
 from tests.conftest import Api, WorkerProcess, wait_until
 
 
-def spawn_orphan(script: str, cwd: Path | None = None) -> psutil.Process:
+def spawn_orphan(script: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> psutil.Process:
     """Run `script` in a shell that exits at once, leaving its background job to PID 1. Returns that job."""
     shell = subprocess.run(
-        ["bash", "-c", f"( {script} ) >/dev/null 2>&1 & echo $!"], cwd=cwd, capture_output=True, text=True, check=True
+        ["bash", "-c", f"( {script} ) >/dev/null 2>&1 & echo $!"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     orphan = psutil.Process(int(shell.stdout))
     wait_until(lambda: orphan.ppid() == 1, 10, "the process to be re-parented to PID 1")
@@ -38,7 +45,7 @@ def test_orphan_is_listed_and_killed(fast_kill: FlaskClient, api: Api, repo_name
         listed = {p["pid"]: p for p in fast_kill.get("/admin/processes").get_json()["processes"]}
         assert orphan.pid in listed
         entry = listed[orphan.pid]
-        assert entry["cmdline"] == "sleep 300" and entry["ppid"] == 1
+        assert entry["cmdline"] == "sleep 300" and entry["ppid"] == 1 and entry["reason"] == "orphan"
         assert entry["cwd"] == str(worktree) and entry["worktree"] == worktree.name
         assert entry["age_seconds"] >= 0 and entry["rss_bytes"] > 0 and entry["cpu_seconds"] >= 0
 
@@ -50,6 +57,31 @@ def test_orphan_is_listed_and_killed(fast_kill: FlaskClient, api: Api, repo_name
     finally:
         if orphan.is_running():
             orphan.kill()
+
+
+def test_a_process_in_a_worktree_is_listed_and_killed_whoever_its_parent_is(
+    fast_kill: FlaskClient, api: Api, repo_name: str
+) -> None:
+    """Not an orphan (its parent, this test, lives on), yet it runs in a worktree: an agent's command, say."""
+    worktree = Path(api.worktree(repo_name, "running")["result"]["path"])
+    (worktree / "sub").mkdir()
+    child = subprocess.Popen(["sleep", "300"], cwd=worktree / "sub")
+    outside = subprocess.Popen(["sleep", "301"])
+    try:
+        listed = {p["pid"]: p for p in fast_kill.get("/admin/processes").get_json()["processes"]}
+        assert listed[child.pid]["reason"] == "in-worktree" and listed[child.pid]["ppid"] == os.getpid()
+        assert listed[child.pid]["worktree"] == worktree.name
+        assert outside.pid not in listed
+
+        refused = fast_kill.post(f"/admin/processes/{outside.pid}/kill")
+        assert refused.status_code == 403 and "part of the stack" in refused.get_json()["message"]
+        killed = fast_kill.post(f"/admin/processes/{child.pid}/kill")
+        assert killed.status_code == 200 and killed.get_json()["terminated"] == [child.pid], killed.get_json()
+        assert child.wait(5) == -15
+    finally:
+        for proc in (child, outside):
+            proc.kill()
+            proc.wait()
 
 
 def test_sigterm_ignored_gets_sigkill_and_children_go_too(fast_kill: FlaskClient) -> None:

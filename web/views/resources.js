@@ -1,4 +1,4 @@
-// Resources: disk usage, memory, worktrees, cached repos, orphaned processes, garbage collection, recent jobs.
+// Resources: disk usage, memory, worktrees, cached repos, processes (in worktrees, orphans), garbage collection, recent jobs.
 // Every delete or kill asks first; a refusal from the server is shown in its own words.
 
 import { announce, del, get, jobFailure, onChange, pollJob, post, TERMINAL, withQuery } from '../api.js';
@@ -15,7 +15,7 @@ export function render(root, _params, ctx) {
   const memory = section('memory', 'Memory');
   const worktrees = section('worktrees', 'Worktrees');
   const repos = section('repos', 'Cached repos');
-  const processes = section('processes', 'Orphaned processes');
+  const processes = section('processes', 'Processes');
   const gcOut = h('div', { class: 'gc-run', 'aria-live': 'polite' });
   const gc = section('gc', 'Garbage collection');
   const jobs = section('jobs', 'Recent jobs');
@@ -258,7 +258,7 @@ export function render(root, _params, ctx) {
       'li',
       { class: 'item', 'data-pid': String(p.pid) },
       h('code', { class: 'cmd', title: p.cmdline }, p.cmdline),
-      h('span', { class: 'item-meta' }, `pid ${p.pid} · up ${duration(p.age_seconds)} · CPU ${duration(p.cpu_seconds)} · ${bytes(p.rss_bytes)}`),
+      h('span', { class: 'item-meta' }, `pid ${p.pid} · ${p.reason === 'orphan' ? 'orphan' : 'running'} · up ${duration(p.age_seconds)} · CPU ${duration(p.cpu_seconds)} · ${bytes(p.rss_bytes)}`),
       p.worktree || p.cwd ? h('span', { class: 'path' }, p.worktree ? `in worktree ${p.worktree}` : p.cwd) : null,
       h('div', { class: 'row' }, h('button', { type: 'button', class: 'button danger', onclick: kill, 'aria-label': `Kill process ${p.pid}` }, 'Kill')),
       out,
@@ -266,7 +266,7 @@ export function render(root, _params, ctx) {
   }
 
   function showProcesses({ processes: list }) {
-    put(processes.body, list.length ? h('ul', { class: 'list' }, list.map(processItem)) : h('p', { class: 'empty' }, 'No orphaned processes.'));
+    put(processes.body, list.length ? h('ul', { class: 'list' }, list.map(processItem)) : h('p', { class: 'empty' }, 'Nothing runs in the worktrees, and no orphan.'));
   }
 
   // ---- garbage collection
