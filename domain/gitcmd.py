@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from domain.cancel import Canceled
 from domain.config import Settings
 from domain.redaction import redact
 
 ProgressCallback = Callable[[str, int], None]
 
+CANCEL_POLL_SECONDS = 0.25  # how often a running network command asks whether its work was cancelled
 _PROGRESS = re.compile(r"(?P<phase>[A-Za-z][A-Za-z ]+):\s+(?P<percent>\d{1,3})%")
 CREDENTIAL_HELPER = str(Path(__file__).resolve().parent.parent / "bin" / "git-credential-mecodes")
 
@@ -45,8 +47,13 @@ _TIED = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else
 
 
 class Git:
-    def __init__(self, settings: Settings):
+    """`cancelled`, when given, is asked a few times a second while a network command runs (clone, fetch, push):
+    when it says yes, the command is killed and `Canceled` raised. Local commands run to their end: they are
+    short, and a checkout cut short would leave its new branch behind."""
+
+    def __init__(self, settings: Settings, cancelled: Callable[[], bool] | None = None):
         self.settings = settings
+        self.cancelled = cancelled
         self.env = self._environment()
 
     def _environment(self) -> dict[str, str]:
@@ -108,7 +115,8 @@ class Git:
     def run_with_progress(
         self, args: Sequence[str], on_progress: ProgressCallback, cwd: Path | None = None, timeout: float | None = None
     ) -> GitResult:
-        """Run a network command with `--progress`, reporting (phase, percent) as git prints them."""
+        """Run a network command with `--progress`, reporting (phase, percent) as git prints them. Its whole process
+        group is killed on time-out, on cancel, and when the caller is interrupted (`on_progress` raising, say)."""
         timeout = timeout or self.settings.clone_timeout
         try:
             proc = subprocess.Popen(
@@ -118,19 +126,11 @@ class Git:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group, killed whole on time-out
+                start_new_session=True,  # its own process group, killed whole
             )
         except OSError as exc:
             raise self._failure(args, "", f"could not start ({exc.strerror}: {cwd})") from None
-        timed_out = threading.Event()
-
-        def kill_on_deadline() -> None:
-            timed_out.set()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, kill_on_deadline)
-        timer.start()
+        watchdog = _Watchdog(proc.pid, timeout, self.cancelled)
         stderr_lines: list[str] = []
         try:
             assert proc.stderr is not None
@@ -142,14 +142,58 @@ class Git:
                     stderr_lines.append(line)
                     del stderr_lines[:-20]
             returncode = proc.wait()
+        except BaseException:
+            watchdog.kill()
+            proc.wait()
+            raise
         finally:
-            timer.cancel()
+            watchdog.stop()
         stderr = "\n".join(stderr_lines)
-        if timed_out.is_set():
+        if watchdog.fired == "cancel":
+            raise Canceled()
+        if watchdog.fired == "timeout":
             raise self._failure(args, stderr, f"timed out after {timeout:g}s")
         if returncode != 0:
             raise self._failure(args, stderr, f"failed (exit {returncode})")
         return GitResult("", self._clean(stderr))
+
+
+class _Watchdog:
+    """Kills a command's process group when its time is up or its work is cancelled; `fired` says which."""
+
+    def __init__(self, pgid: int, timeout: float, cancelled: Callable[[], bool] | None):
+        self.pgid = pgid
+        self.fired: str | None = None
+        self._deadline = time.monotonic() + timeout
+        self._cancelled = cancelled
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"git-watchdog-{pgid}", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while (left := self._deadline - time.monotonic()) > 0:
+            if self._done.wait(min(left, CANCEL_POLL_SECONDS) if self._cancelled else left):
+                return
+            if self._cancel_asked():
+                self.fired = "cancel"
+                self.kill()
+                return
+        self.fired = "timeout"
+        self.kill()
+
+    def _cancel_asked(self) -> bool:
+        try:
+            return bool(self._cancelled and self._cancelled())
+        except Exception:  # e.g. Redis is restarting: the deadline must still hold, so ask again next time
+            return False
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def _progress_lines(stream: IO[bytes]) -> Iterator[str]:

@@ -20,13 +20,23 @@ class StepAside(Exception):
 
 
 class Work(Protocol):
+    """Its cancel points (`progress`, `cancel_point`, the lock's wait, network git) raise domain.cancel.Canceled once
+    the work is asked to stop; the work then rolls back what it made, as after a failure, and lets it propagate."""
+
     settings: Settings
     layout: Layout
     git: Git
     redis: Redis
 
+    @property
+    def job_id(self) -> str:
+        """The id the API knows this work by."""
+
     def progress(self, step: str, phase: str | None = None, percent: int | None = None) -> None:
-        """Say what the work is doing now (the phone shows it)."""
+        """Say what the work is doing now (the phone shows it). A cancel point."""
+
+    def cancel_point(self) -> None:
+        """Raise domain.cancel.Canceled if the work was asked to stop."""
 
     def git_progress(self, step: str) -> ProgressThrottle:
         """A progress callback for git's own progress lines during `step`."""
@@ -35,7 +45,7 @@ class Work(Protocol):
         """Whether other work is queued behind this one."""
 
     def lock(self, repo: RepoName) -> AbstractContextManager[None]:
-        """The repo's lock, held by this work."""
+        """The repo's lock, held by this work (waiting for it is a cancel point)."""
 
     def first_time(self, event: str) -> float:
         """When this work first reached `event` (epoch seconds), kept across its retries."""

@@ -46,6 +46,12 @@ class LeasedCronScheduler(CronScheduler):
         while not self.connection.set(self.lease_key, self.name, nx=True, ex=LEASE_SECONDS):
             time.sleep(LEASE_SECONDS / 6)  # another scheduler is alive: check again later
 
+    def release_lease(self) -> None:
+        """Hand the lease back on the way out: Redis keeps it across a restart of the stack, and the next
+        scheduler would otherwise wait for it to expire before running GC."""
+        if self.connection.get(self.lease_key) == self.name.encode():
+            self.connection.delete(self.lease_key)
+
 
 class PeriodicJob(NamedTuple):
     name: str
@@ -93,6 +99,7 @@ def run_scheduler(settings: Settings) -> None:
         try:
             scheduler.acquire_lease()
             scheduler.start()  # returns when asked to stop
+            scheduler.release_lease()
             return
         except RedisError as exc:  # Redis went away (e.g. restarted): keep the schedule, try again
             if scheduler.stop_requested:

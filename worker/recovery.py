@@ -26,7 +26,10 @@ from domain.processes import alive_here
 from domain.repo_ops import WORKTREE_PREFIX, staged_repo_slug, stale_staging
 
 log = logging.getLogger(__name__)
-ABANDONED = "the worker running this job died (killed or restarted) before it finished; send the request again"
+ABANDONED = (
+    "interrupted by shutdown: the worker running this job stopped (the stack restarted, or the worker was killed)"
+    " before it finished; send the request again"
+)
 
 
 def _worker_of(redis: Redis, job: Job, execution_id: str) -> str:

@@ -1,4 +1,4 @@
-"""GET /admin/jobs and /admin/jobs/{id}: what the phone polls."""
+"""GET /admin/jobs and /admin/jobs/{id}: what the phone polls; DELETE /admin/jobs/{id} cancels one."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Any
 from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from rq.job import Job
+from flask_smorest.error_handler import ErrorSchema
+from rq.job import Job, JobStatus
 
 from domain.names import parse_job_id
 from sidecar.api.errors import parse_path
+from sidecar.jobqueue import ACTIVE
 from sidecar.schemas import JobListQuery, JobListSchema, JobSchema
 from sidecar.services import services
 
@@ -61,8 +63,33 @@ class JobResource(MethodView):
     @blp.alt_response(404, description="unknown or expired job")
     def get(self, job_id: str) -> dict[str, Any]:
         """One job: status, progress while running, result or error."""
-        job_id = parse_path("job_id", parse_job_id, job_id)
-        job = services().jobs.fetch(job_id)
-        if job is None:
-            abort(404, message=f"no job {job_id} (unknown, or expired)")
-        return job_view(job)
+        return job_view(_job(job_id))
+
+    @blp.response(200, JobSchema)
+    @blp.alt_response(202, schema=JobSchema, description="running: asked to stop; poll `url` until `canceled`")
+    @blp.alt_response(404, schema=ErrorSchema, description="unknown or expired job")
+    @blp.alt_response(409, schema=ErrorSchema, description="the job already ended (finished, failed or stopped)")
+    def delete(self, job_id: str) -> tuple[dict[str, Any], int]:
+        """Cancel a job. One still waiting (queued, deferred, scheduled) is cancelled at once: `200`, status
+        `canceled`. A running one answers `202`: it stops at its next cancel point (a network git command is killed
+        within a second; a wait for memory or for the repo lock ends; a chat between two phases stops), rolls back
+        what it made as a failure does (a chat: its opencode session, worktree and new branch; a clone: its staging
+        folder), then reads `canceled` with an `error` saying so. A job that ends before it reaches a cancel point
+        ends as it would have. Jobs that waited on a cancelled one run and fail, naming it. Cancelling a cancelled
+        job again answers `200`; one that already ended otherwise, `409`."""
+        job = _job(job_id)
+        status = job.get_status()
+        if status == JobStatus.CANCELED:
+            return job_view(job), 200
+        if status not in ACTIVE:
+            abort(409, message=f"job {job.id} already ended ({JobStatus(status).value}); there is nothing to cancel")
+        at_once = services().jobs.cancel(job)
+        return job_view(_job(job.id)), 200 if at_once else 202
+
+
+def _job(raw_id: str) -> Job:
+    job_id = parse_path("job_id", parse_job_id, raw_id)
+    job = services().jobs.fetch(job_id)
+    if job is None:
+        abort(404, message=f"no job {job_id} (unknown, or expired)")
+    return job

@@ -2,8 +2,8 @@
 // then follow the chat job's phases until the chat opens. Jobs are remembered, so leaving and coming back
 // (or another tab) shows where they stand.
 
-import { announce, forgetChat, get, jobFailure, onChange, onPendingChange, pendingChats, pollJob, post, rememberChat, withQuery } from '../api.js';
-import { ago, badge, debounce, errorBox, h, isAbort, progressBar, put } from '../ui.js';
+import { announce, del, forgetChat, get, jobFailure, onChange, onPendingChange, pendingChats, pollJob, post, rememberChat, withQuery } from '../api.js';
+import { ago, badge, busy, debounce, errorBox, h, isAbort, progressBar, put } from '../ui.js';
 
 const PHASES = ['repo', 'worktree', 'session', 'prompt'];
 const PHASE_LABELS = { repo: 'Repo', worktree: 'Worktree', session: 'Session', prompt: 'Task sent' };
@@ -199,8 +199,29 @@ export function render(root, _params, ctx) {
       actions,
     );
     const dismiss = () => forgetChat(entry.id);
+    // Cancel: DELETE /admin/jobs/{id}. A waiting job is cancelled at once; a running one stops at its next step
+    // and takes back what it made, which the polling below then shows.
+    let cancelAsked = false;
+    const cancelButton = h('button', { type: 'button', class: 'button', onclick: () => cancel() }, 'Cancel');
+    const cancelError = h('div', { 'aria-live': 'assertive' });
+    async function cancel() {
+      cancelAsked = true;
+      put(cancelError);
+      put(status, 'Cancelling…');
+      await busy(cancelButton, async () => show(await del(`/admin/jobs/${entry.id}`, { signal })), (error) => {
+        cancelAsked = false;
+        put(cancelError, errorBox(error, 'Could not cancel'));
+      });
+    }
 
     function show(job) {
+      if (job.status === 'canceled') {
+        phases.hidden = true;
+        put(barSlot);
+        put(status, 'Cancelled');
+        put(actions, h('button', { type: 'button', class: 'button', onclick: dismiss }, 'Dismiss'));
+        return;
+      }
       const { phase, fraction } = chatProgress(job);
       phases.querySelectorAll('li').forEach((li, i) => {
         li.className = i < phase ? 'done' : i === phase && job.status !== 'failed' ? 'current' : job.status === 'failed' && i === phase ? 'failed' : '';
@@ -212,12 +233,12 @@ export function render(root, _params, ctx) {
         const url = job.result?.url || `#/chat/${job.result?.session_id}`;
         put(status, 'Ready. ', badge('ready', 'idle'));
         put(actions, h('a', { class: 'button primary', href: url, onclick: dismiss }, 'Open chat'), h('button', { type: 'button', class: 'button', onclick: dismiss }, 'Dismiss'));
-      } else if (job.status === 'failed' || job.status === 'canceled' || job.status === 'stopped') {
+      } else if (job.status === 'failed' || job.status === 'stopped') {
         put(status, errorBox(new Error(jobFailure(job)), 'The chat could not be set up'));
         put(actions, h('button', { type: 'button', class: 'button', onclick: dismiss }, 'Dismiss'));
       } else {
-        put(status, stepText(job));
-        put(actions);
+        put(status, cancelAsked ? 'Cancelling…' : stepText(job));
+        put(actions, ...(cancelAsked ? [] : [cancelButton, cancelError]));
       }
     }
 
