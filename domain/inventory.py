@@ -62,6 +62,15 @@ class WorktreeInfo:
     state: WorkState | None  # None when the folder is gone or git cannot read it
     opencode_session: str | None  # the opencode session this worktree belongs to (link kept on disk)
 
+    def belongs_to(self, session_id: str) -> bool:
+        """Whether `session_id` names it: its own session label or the opencode session linked to it."""
+        return session_id in (self.session_id, self.opencode_session)
+
+    @property
+    def chat(self) -> str:
+        """Whose it is, for messages: its chat's (opencode) session id, else its own session label."""
+        return self.opencode_session or self.session_id
+
 
 def _mtime(path: Path) -> datetime | None:
     try:
@@ -240,9 +249,15 @@ def find_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str) -> 
     """The worktree of `repo` for `session_id`: its own label, or the opencode session linked to it."""
     if not layout.is_cached(repo):
         return None
-    wanted = layout.worktree_path(repo, session_id)
+    return next((w for w in repo_worktrees(layout, git, repo, with_state=False) if w.belongs_to(session_id)), None)
+
+
+def branch_holder(layout: Layout, git: Git, repo: RepoName, branch: str, session_id: str) -> WorktreeInfo | None:
+    """The worktree of another session that has `branch` checked out (git allows a branch in one worktree only)."""
+    if not layout.is_cached(repo):
+        return None
     worktrees = repo_worktrees(layout, git, repo, with_state=False)
-    return next((w for w in worktrees if w.path == wanted or w.opencode_session == session_id), None)
+    return next((w for w in worktrees if w.branch == branch and not w.belongs_to(session_id)), None)
 
 
 def find_by_opencode_session(layout: Layout, git: Git, session_id: str) -> WorktreeInfo | None:

@@ -2,11 +2,14 @@
 
 repos/owner__name                 bare clones (a folder here means "cached": it is only ever moved in complete)
 worktrees/owner__name__<session>  one worktree per session
+                                  (GitHub's names are case-insensitive: one folder per repo, named as first asked,
+                                  found whatever the case it is asked in; its worktrees' folders spell it the same)
 tmp/                              clones in progress and folders being deleted (same filesystem: rename is atomic)
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +39,19 @@ class Layout:
             folder.mkdir(parents=True, exist_ok=True)
 
     def repo_path(self, repo: RepoName) -> Path:
-        return self._inside(self.repos_dir, repo.slug)
+        """The repo's folder in repos/: the one already there whatever its case, else one spelt as asked."""
+        path = self._inside(self.repos_dir, repo.slug)
+        if path.exists():
+            return path
+        try:
+            found = next((n for n in sorted(os.listdir(self.repos_dir)) if n.lower() == repo.key), None)
+        except FileNotFoundError:
+            found = None
+        return self._inside(self.repos_dir, found) if found else path
 
     def worktree_path(self, repo: RepoName, session_id: str) -> Path:
-        return self._inside(self.worktrees_dir, worktree_folder(repo, session_id))
+        """The session's worktree folder, named after the repo's folder (so spelt as it is)."""
+        return self._inside(self.worktrees_dir, f"{self.repo_path(repo).name}{SLUG_SEPARATOR}{session_id}")
 
     def fetch_marker(self, repo: RepoName) -> Path:
         return self.repo_path(repo) / FETCH_MARKER
@@ -56,11 +68,8 @@ class Layout:
         return path
 
 
-def worktree_folder(repo: RepoName, session_id: str) -> str:
-    return f"{repo.slug}{SLUG_SEPARATOR}{session_id}"
-
-
 def session_from_folder(repo: RepoName, folder: str) -> str | None:
-    """The session id of a worktree folder of `repo`, or None when the folder is not one of its."""
-    prefix = worktree_folder(repo, "")
-    return folder[len(prefix) :] if folder.startswith(prefix) and len(folder) > len(prefix) else None
+    """The session id of a worktree folder of `repo` (its repo part in any case), or None when it is not one of its.
+    Session ids hold no `__`, so the last one splits the folder name."""
+    slug, separator, session_id = folder.rpartition(SLUG_SEPARATOR)
+    return session_id if separator and session_id and slug.lower() == repo.key else None

@@ -26,7 +26,12 @@ class LockTimeout(RuntimeError):
 
 
 def lock_key(repo: RepoName) -> str:
-    return f"{LOCK_PREFIX}{repo.slug}"
+    return slug_lock_key(repo.slug)
+
+
+def slug_lock_key(slug: str) -> str:
+    """The lock of the repo whose folder name is `slug`, whatever its case: `T/Trunk` and `t/trunk` share it."""
+    return f"{LOCK_PREFIX}{slug.lower()}"
 
 
 @contextmanager

@@ -16,9 +16,9 @@ from pathlib import Path
 from redis import Redis
 
 from domain.gitcmd import Git, GitError, ProgressCallback
-from domain.inventory import default_branch, find_worktree, work_state
+from domain.inventory import branch_holder, default_branch, find_worktree, work_state
 from domain.layout import Layout
-from domain.locks import LOCK_PREFIX
+from domain.locks import slug_lock_key
 from domain.names import RepoName
 from domain.work import Work
 
@@ -42,8 +42,8 @@ class Worktree:
 
 
 def _staging_dir(layout: Layout, prefix: str, repo: RepoName) -> Path:
-    """A fresh folder in tmp/ named `<prefix><slug>-<random>`; start-up recovery parses the slug back."""
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}{repo.slug}-", dir=layout.tmp_dir))
+    """A fresh folder in tmp/ named `<prefix><repo folder>-<random>`; start-up recovery parses the folder back."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{layout.repo_path(repo).name}-", dir=layout.tmp_dir))
 
 
 def staged_repo_slug(folder_name: str) -> str | None:
@@ -57,7 +57,7 @@ def staged_repo_slug(folder_name: str) -> str | None:
 def stale_staging(layout: Layout, redis: Redis) -> list[Path]:
     """Folders in tmp/ that no running job is using: those of repos whose lock is free, and strays."""
     entries = sorted(layout.tmp_dir.iterdir()) if layout.tmp_dir.exists() else []
-    return [e for e in entries if not redis.exists(f"{LOCK_PREFIX}{staged_repo_slug(e.name)}")]
+    return [e for e in entries if not redis.exists(slug_lock_key(staged_repo_slug(e.name) or ""))]
 
 
 def remote_url(git: Git, repo: RepoName) -> str:
@@ -132,6 +132,10 @@ def add_worktree(layout: Layout, git: Git, repo: RepoName, session_id: str, bran
         raise Refused(f"{path.name} exists but is not a worktree of {repo}; delete it or run GC")
 
     name = branch or f"mecodes/{session_id}"
+    if (holder := branch_holder(layout, git, repo, name, session_id)) is not None:
+        # Checked here too, under the lock: the API's check may race another request (and git's own refusal
+        # would show a server path).
+        raise Refused(f"branch {name} is already checked out in the worktree of chat {holder.chat}")
     if _ref_exists(git, repo_path, f"refs/heads/{name}"):
         how = [name]
     elif _ref_exists(git, repo_path, f"refs/remotes/origin/{name}"):

@@ -6,8 +6,10 @@ Never a 500, never a traceback, never a path outside the data root, never a git 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from domain.config import Settings
+from domain.config import Settings, load_settings
+from sidecar import create_app
 
 # The file an `--upload-pack=touch ...` (or `core.sshCommand`) payload would create if it ever reached git.
 PWNED = Path(tempfile.gettempdir()) / f"mecodes-pwned-{uuid.uuid4().hex[:8]}"
@@ -53,8 +56,12 @@ BAD_BODIES: list[tuple[bytes, str, str]] = [
     (b'"o/n"', "application/json", "json"),
     (b"null", "application/json", "json"),
     (b"42", "application/json", "json"),
-    (b'{"repo": "o/n"}', "text/plain", "repo"),
-    (b"repo=o/n", "application/x-www-form-urlencoded", "repo"),
+]
+# Bodies that are not JSON: (data, content type). Refused with 415 whatever they hold.
+NOT_JSON: list[tuple[bytes, str | None]] = [
+    (b'{"repo": "o/n", "session_id": "s"}', "text/plain"),
+    (b"repo=o/n&session_id=s", "application/x-www-form-urlencoded"),
+    (b'{"repo": "o/n", "session_id": "s"}', None),
 ]
 
 
@@ -116,6 +123,57 @@ def test_worktree_refuses_missing_and_unknown_fields(client: FlaskClient, body: 
 @pytest.mark.parametrize(("data", "content_type", "field"), BAD_BODIES)
 def test_refuses_malformed_bodies(client: FlaskClient, url: str, data: bytes, content_type: str, field: str) -> None:
     assert_refused(client.post(url, data=data, content_type=content_type), field)
+
+
+def _json_body_operations() -> list[tuple[str, str]]:
+    """(method, path) of every operation whose request body is JSON, from the app's own OpenAPI document (which
+    needs neither Redis nor data): an endpoint added later is covered without touching this test."""
+    with tempfile.TemporaryDirectory() as data:
+        app = create_app(replace(load_settings(), data_dir=Path(data)))
+        spec = app.test_client().get("/admin/openapi.json").get_json()
+    return [
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict) and "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+
+
+JSON_BODY_OPERATIONS = _json_body_operations()
+
+
+def test_json_body_operations_are_found() -> None:
+    known = {
+        ("POST", "/admin/repos/clone"),
+        ("POST", "/admin/worktrees"),
+        ("POST", "/admin/chats"),
+        ("POST", "/admin/gc"),
+    }
+    assert known <= set(JSON_BODY_OPERATIONS), JSON_BODY_OPERATIONS
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_BODY_OPERATIONS)
+@pytest.mark.parametrize(("data", "content_type"), NOT_JSON)
+def test_a_body_that_is_not_json_is_415(
+    client: FlaskClient, method: str, path: str, data: bytes, content_type: str | None
+) -> None:
+    url = re.sub(r"\{[^}]+\}", "ses_1", path)
+    response = client.open(url, method=method, data=data, content_type=content_type)
+    assert_refused(response, "Content-Type", (415,))
+    assert "application/json" in response.get_json()["message"]
+    operation = client.get("/admin/openapi.json").get_json()["paths"][path][method.lower()]
+    assert "415" in operation["responses"], "the 415 is documented"
+
+
+def test_json_with_a_charset_and_empty_bodies_where_all_is_optional_pass(client: FlaskClient) -> None:
+    charset = client.post(
+        "/admin/repos/clone", data=b'{"repo": "-x/y"}', content_type="application/json; charset=utf-8"
+    )
+    assert_refused(charset, "repo", (422,))  # read as JSON: the field itself is judged
+    push = client.post("/admin/chats/ses_nosuchchat/push")  # every field optional: no body asks for the defaults
+    assert push.status_code == 404, push.get_json()
+    gc = client.post("/admin/gc")  # `dry_run` is required: no body is not JSON
+    assert_refused(gc, "Content-Type", (415,))
 
 
 @pytest.mark.parametrize("url", ["/admin/repos/clone", "/admin/worktrees"])

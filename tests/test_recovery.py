@@ -14,6 +14,7 @@ from redis import Redis
 from rq import Queue
 
 from domain.layout import Layout
+from domain.locks import lock_key
 from domain.names import parse_repo
 from tests.conftest import Origin, Stack, StackFactory, git, wait_until
 from tests.support.githttp import GitHttpServer
@@ -56,7 +57,7 @@ def test_killed_mid_clone(stack: Stack, server: GitHttpServer, origin: Origin) -
     failed = wait_until(lambda: (b := stack.status(job))["status"] == "failed" and b, 10, "the job to end failed")
     assert failed["error"] == ABANDONED
     assert not _staging(layout, "clone-")
-    assert Redis.from_url(stack.settings.redis_url).get(f"mecodes:lock:repo:{repo.slug}") is None
+    assert Redis.from_url(stack.settings.redis_url).get(lock_key(repo)) is None
     assert name not in [r["repo"] for r in stack.client.get("/admin/repos").get_json()["repos"]]
 
     server.delay = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from domain.config import Settings
-from domain.locks import repo_lock
+from domain.locks import LockTimeout, lock_key, repo_lock
 from domain.names import parse_repo
 from tests.conftest import Api, Origin, git
 
@@ -127,3 +128,76 @@ def test_a_folder_removed_while_listing_is_no_error(settings: Settings, tmp_path
     with pytest.raises(GitError, match="could not start"):
         Git(settings).run(["status"], cwd=gone)
     assert _state_or_none(Git(settings), gone) is None
+
+
+def test_a_repo_asked_in_another_case_is_the_same_repo(
+    client: FlaskClient, api: Api, origin: Origin, settings: Settings
+) -> None:
+    """GitHub's names are case-insensitive: one cached folder (spelt as first asked), one lock, and its worktrees
+    found, collected and removed whatever the case they are asked in."""
+    suffix = uuid.uuid4().hex[:6]
+    first, other, session = f"Own{suffix}/Trunk", f"own{suffix}/TRUNK", f"s-case-{suffix}"
+    origin.create(first)
+    cloned = api.clone(first)["result"]
+    assert Path(cloned["path"]).name == f"Own{suffix}__Trunk"
+    again = api.clone(other)
+    assert again["result"]["action"] == "fetched" and again["result"]["path"] == cloned["path"]  # found, not cloned
+    same_repo = [p.name for p in (settings.data_dir / "repos").iterdir() if p.name.lower() == f"own{suffix}__trunk"]
+    assert same_repo == [f"Own{suffix}__Trunk"]
+
+    redis = Redis.from_url(settings.redis_url)
+    assert lock_key(parse_repo(first)) == lock_key(parse_repo(other))
+    with (
+        repo_lock(redis, parse_repo(first), "test", ttl=30, wait=5),
+        pytest.raises(LockTimeout),
+        repo_lock(redis, parse_repo(other), "test-2", ttl=30, wait=0.3),
+    ):
+        pass
+
+    path = Path(api.worktree(other, session)["result"]["path"])
+    assert path.name == f"Own{suffix}__Trunk__{session}"  # named after the repo's folder
+    repos = [r for r in client.get("/admin/repos").get_json()["repos"] if r["repo"].lower() == first.lower()]
+    assert [(r["repo"], r["worktree_count"]) for r in repos] == [(first, 1)]
+
+    # A worktree folder spelt in yet another case (moved by hand) is still listed, collected once and removed.
+    moved = path.with_name(f"OWN{suffix}__trunk__{session}")
+    git("worktree", "move", str(path), str(moved), cwd=Path(cloned["path"]))
+    listed = [w for w in client.get("/admin/worktrees").get_json()["worktrees"] if w["session_id"] == session]
+    assert [(w["repo"], w["path"]) for w in listed] == [(first, str(moved))]
+    gc = api.wait(client.post("/admin/gc", json={"dry_run": True}).get_json())
+    assert [d["action"] for d in gc["result"]["decisions"] if d["path"] == str(moved)] == ["kept"]
+    assert [d["name"] for d in gc["result"]["decisions"] if d["kind"] == "repo" and d["name"] == first] == [first]
+    deleted = api.wait(_delete(client, other, session).get_json())
+    assert deleted["status"] == "finished", deleted
+    assert not moved.exists()
+
+
+def test_a_branch_in_another_worktree_is_409_naming_its_session(
+    client: FlaskClient, api: Api, repo_name: str, settings: Settings
+) -> None:
+    api.worktree(repo_name, "holder", branch="feature")
+    refused = client.post("/admin/worktrees", json={"repo": repo_name, "session_id": "second", "branch": "feature"})
+    assert refused.status_code == 409, refused.get_json()
+    body = refused.get_json()
+    assert "branch feature is already checked out in the worktree of chat holder" in body["message"]
+    assert body["errors"]["chat"] == {"session_id": "holder", "title": None}
+    assert str(settings.data_dir) not in refused.get_data(as_text=True)
+    again = api.worktree(repo_name, "holder", branch="feature")  # its own worktree: given back
+    assert again["status"] == "finished" and again["result"]["created"] is False
+
+
+def test_a_branch_taken_while_the_job_waited_is_refused_without_a_path(
+    client: FlaskClient, api: Api, repo_name: str, settings: Settings
+) -> None:
+    """Two requests for one branch at once both pass the API's check; the job checks again under the lock."""
+    api.clone(repo_name)
+    ask = {"repo": repo_name, "branch": "topic/race"}
+    with repo_lock(Redis.from_url(settings.redis_url), parse_repo(repo_name), "test", ttl=30, wait=5):
+        first = client.post("/admin/worktrees", json={**ask, "session_id": "race-1"})
+        second = client.post("/admin/worktrees", json={**ask, "session_id": "race-2"})
+        assert (first.status_code, second.status_code) == (202, 202)
+    assert api.wait(first.get_json())["status"] == "finished"
+    lost = api.wait(second.get_json())
+    assert lost["status"] == "failed"
+    assert "branch topic/race is already checked out in the worktree of chat race-1" in lost["error"]
+    assert str(settings.data_dir) not in lost["error"]

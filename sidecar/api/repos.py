@@ -7,6 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
+from rq.job import Job
 
 from domain.gitcmd import GitError
 from domain.inventory import RepoInfo, cached_repos, repo_info, repo_worktrees
@@ -24,10 +25,17 @@ class Clone(MethodView):
     @blp.arguments(CloneRequest)
     @blp.response(202, JobSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Clone a repo into the cache (or fetch it when cached). Same repo while a job is active: same job."""
-        repo = parse_repo(body["repo"])
-        job, _ = services().jobs.active_or_enqueue(f"clone:{repo.slug}", "clone", "worker.jobs.clone_repo", str(repo))
-        return job_view(job)
+        """Clone a repo into the cache (or fetch it when cached). Same repo (in any case) while a job is active: same
+        job."""
+        return job_view(clone_job(parse_repo(body["repo"])))
+
+
+def clone_job(repo: RepoName) -> Job:
+    """The repo's clone (or refresh) job: the one in flight for it, whatever case it was asked in, else a new one."""
+    job, _ = services().jobs.active_or_enqueue(
+        f"clone:{repo.key}", "clone", "worker.jobs.clone_repo", str(repo), asks=[repo.key]
+    )
+    return job
 
 
 @blp.route("")
@@ -55,7 +63,11 @@ class Repo(MethodView):
     @blp.arguments(ForceQuery, location="query")
     @blp.response(202, JobSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="not cached")
-    @blp.alt_response(409, schema=ErrorSchema, description="worktrees exist and force is not set")
+    @blp.alt_response(
+        409,
+        schema=ErrorSchema,
+        description="worktrees exist and force is not set, or a delete with the other force is in flight",
+    )
     def delete(self, query: dict[str, Any], owner: str, name: str) -> dict[str, Any]:
         """Remove a cached repo; with force=true its worktrees (and any work in them) go too."""
         repo = parse_path("repo", parse_repo, f"{owner}/{name}")
@@ -70,6 +82,11 @@ class Repo(MethodView):
                 errors={"sessions": sessions},
             )
         job, _ = svc.jobs.active_or_enqueue(
-            f"delete-repo:{repo.slug}", "delete_repo", "worker.jobs.delete_repo", str(repo), query["force"]
+            f"delete-repo:{repo.key}",
+            "delete_repo",
+            "worker.jobs.delete_repo",
+            str(repo),
+            query["force"],
+            asks=[repo.key, query["force"]],
         )
         return job_view(job)

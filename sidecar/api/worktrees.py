@@ -12,8 +12,9 @@ from domain.agent_instances import Instances
 from domain.inventory import WorktreeInfo, all_worktrees, find_worktree
 from domain.names import parse_repo, parse_session_id
 from domain.opencode import IDLE, Opencode, OpencodeError, OpencodeUnavailable
-from sidecar.api.errors import parse_path, refuse_if_holding_work
+from sidecar.api.errors import parse_path, refuse_if_branch_taken, refuse_if_holding_work
 from sidecar.api.jobs import job_view
+from sidecar.api.repos import clone_job
 from sidecar.schemas import ForceQuery, JobSchema, WorktreeListSchema, WorktreeRequest
 from sidecar.services import services
 
@@ -56,25 +57,30 @@ def _sessions(worktrees: list[WorktreeInfo]) -> dict[str, dict[str, Any]]:
 class Worktrees(MethodView):
     @blp.arguments(WorktreeRequest)
     @blp.response(202, JobSchema)
+    @blp.alt_response(
+        409,
+        schema=ErrorSchema,
+        description="`branch` is checked out in another chat's worktree (named), or a request for this session with"
+        " other arguments is in flight",
+    )
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create the session's worktree on a new branch (or check out `branch`). Clones first if needed."""
         svc = services()
         repo = parse_repo(body["repo"])
         session_id, branch = body["session_id"], body["branch"]
-        clone_job = None
-        if not svc.layout.is_cached(repo):
-            clone_job, _ = svc.jobs.active_or_enqueue(
-                f"clone:{repo.slug}", "clone", "worker.jobs.clone_repo", str(repo)
-            )
+        if branch:
+            refuse_if_branch_taken(svc, repo, branch, session_id)
+        cloning = None if svc.layout.is_cached(repo) else clone_job(repo)
         job, _ = svc.jobs.active_or_enqueue(
-            f"worktree:{repo.slug}:{session_id}",
+            f"worktree:{repo.key}:{session_id}",
             "worktree",
             "worker.jobs.create_worktree",
             str(repo),
             session_id,
             branch,
-            clone_job.id if clone_job else None,
-            depends_on=clone_job,
+            cloning.id if cloning else None,
+            depends_on=cloning,
+            asks=[repo.key, session_id, branch],
         )
         return job_view(job)
 
@@ -93,7 +99,11 @@ class Worktree(MethodView):
     @blp.arguments(ForceQuery, location="query")
     @blp.response(202, JobSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="no such worktree")
-    @blp.alt_response(409, schema=ErrorSchema, description="holds uncommitted or unpushed work")
+    @blp.alt_response(
+        409,
+        schema=ErrorSchema,
+        description="holds uncommitted or unpushed work, or a delete with the other force is in flight",
+    )
     def delete(self, query: dict[str, Any], owner: str, name: str, session_id: str) -> dict[str, Any]:
         """Remove a worktree (its branch is kept). Refused while it holds work, unless force=true."""
         repo = parse_path("repo", parse_repo, f"{owner}/{name}")
@@ -105,11 +115,12 @@ class Worktree(MethodView):
         if info.exists and not query["force"]:
             refuse_if_holding_work(svc.git, info.path, f"worktree of session {session_id}")
         job, _ = svc.jobs.active_or_enqueue(
-            f"delete-worktree:{repo.slug}:{session_id}",
+            f"delete-worktree:{repo.key}:{session_id}",
             "delete_worktree",
             "worker.jobs.delete_worktree",
             str(repo),
             session_id,
             query["force"],
+            asks=[repo.key, session_id, query["force"]],
         )
         return job_view(job)
