@@ -11,26 +11,33 @@ The same holds for a live directory once it is settled: its sessions seen idle, 
 SETTLE_SECONDS apart, with no update in between. A session only turns busy through a new prompt, which updates it,
 so until then it is idle and nothing needs asking. (Twice, because opencode reports a session idle an instant
 before it records why its reply failed, without a new update time.)
+
+How each session's last turn ended badly, if it did, is remembered with it (an Outcome): it failed, or it was
+interrupted. A turn still unfinished when its directory settles, or one that opencode was started again after, was
+interrupted (domain.interruptions): it will never finish by itself.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
 
-from domain.opencode import LastReply, Opencode
+from domain.interruptions import Restarts
+from domain.opencode import ERROR, INTERRUPTED, LastReply, Opencode, OpencodeUnavailable
 
 RELEASED_KEY = "mecodes:agents:released"  # directory -> the newest session update (ms) when last released
 SETTLED_KEY = "mecodes:agents:settled"  # directory -> the newest session update (ms) when it was seen settled
 IDLE_SEEN_KEY = "mecodes:agents:idle-seen"  # directory -> "<newest update (ms)> <when first seen idle (s)>"
-ERRORS_KEY = "mecodes:agents:released-errors"  # session id -> why its last reply failed, as of release or settling
+OUTCOMES_KEY = "mecodes:agents:outcomes"  # session id -> its last turn's Outcome (JSON), as of release or settling
 SETTLE_SECONDS = 3.0
 CALLS_IN_PARALLEL = 4  # opencode answers per-directory and per-session questions concurrently
 
@@ -54,19 +61,39 @@ def by_directory(sessions: Iterable[dict[str, Any]]) -> dict[str, list[dict[str,
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """A last turn that ended badly: `status` is error (the reply failed) or interrupted; `at` when it stopped."""
+
+    status: str
+    message: str
+    at: float | None = None
+
+    @classmethod
+    def of(cls, reply: LastReply, restarts: Restarts, settled: bool) -> Outcome | None:
+        """The reply's outcome; an unfinished one counts as interrupted once its directory settled or opencode
+        started after it."""
+        if reply.error:
+            return cls(ERROR, reply.error)
+        if reply.pending and (settled or restarts.cut_short(reply)):
+            return cls(INTERRUPTED, restarts.why(reply), reply.last_active)
+        return None
+
+
+@dataclass(frozen=True)
 class AgentStates:
-    """What a look at opencode found: each session's status (idle unless said otherwise), why a session's last reply
-    failed (for the sessions asked about), and the directories whose sessions are all idle."""
+    """What a look at opencode found: each session's status (idle unless said otherwise), how a session's last turn
+    ended badly (for the sessions asked about), and the directories whose sessions are all idle."""
 
     status: dict[str, str]
-    errors: dict[str, str]
+    outcomes: dict[str, Outcome]
     idle: set[str]
 
 
 class Instances:
-    def __init__(self, opencode: Opencode, redis: Redis):
+    def __init__(self, opencode: Opencode, redis: Redis, restarts: Restarts | None = None):
         self.opencode = opencode
         self.redis = redis
+        self.restarts = restarts or Restarts()
 
     def _times(self, key: str) -> dict[str, int]:
         """Directory → newest session update from a hash; empty when Redis does not answer (then every directory
@@ -101,13 +128,13 @@ class Instances:
         return found
 
     def look(self, sessions: list[dict[str, Any]], errors_for: set[str]) -> AgentStates:
-        """Each session's status, and why the last reply failed for the sessions in `errors_for`; opencode is asked
+        """Each session's status, and how the last turn ended for the sessions in `errors_for`; opencode is asked
         only about directories not known to be idle (one status call each, and one call per idle session in
         `errors_for`), and those seen idle long enough are remembered as settled."""
         known_idle = self.known_idle(sessions)
         grouped = by_directory(sessions)
         status: dict[str, str] = {}
-        errors = {sid: e for sid, e in self.remembered_errors().items() if sid in errors_for}
+        outcomes = {sid: o for sid, o in self.remembered_outcomes().items() if sid in errors_for}
         idle = set(known_idle)
 
         def ask(directory: str) -> tuple[str, dict[str, str], dict[str, LastReply]]:
@@ -120,42 +147,47 @@ class Instances:
         newest = newest_updates(sessions)
         for directory, found, replies in answers:
             status.update(found)
-            for sid, reply in replies.items():
-                errors.pop(sid, None)
-                if reply.error:
-                    errors[sid] = reply.error
-            # A prompt the agent has not started on yet (or a reply left unfinished) is not idle, whatever the status.
-            quiet = not found and not any(reply.pending for reply in replies.values())
-            if quiet:
+            settled = self._settles(directory, newest.get(directory, 0), idle_now=not found)
+            ended = {sid: Outcome.of(reply, self.restarts, settled) for sid, reply in replies.items()}
+            for sid, outcome in ended.items():
+                outcomes.pop(sid, None)
+                if outcome:
+                    outcomes[sid] = outcome
+            # A prompt the agent has not started on yet (or a reply left unfinished) is not idle, whatever the
+            # status, until it is known to be interrupted.
+            if not found and not any(r.pending and not ended[sid] for sid, r in replies.items()):
                 idle.add(directory)
-            self._note(directory, newest.get(directory, 0), quiet, {sid: r.error for sid, r in replies.items()})
-        return AgentStates(status, errors, idle)
+            if settled:
+                self._remember(ended)
+        return AgentStates(status, outcomes, idle)
 
-    def _note(self, directory: str, newest: int, quiet: bool, errors: dict[str, str | None]) -> None:
-        """Remember a directory as settled once it is seen quiet again SETTLE_SECONDS after it was first seen quiet,
-        with no update in between (and the errors of its sessions as of then)."""
+    def _settles(self, directory: str, newest: int, idle_now: bool) -> bool:
+        """Whether the directory settles now: seen idle again SETTLE_SECONDS after it was first seen idle, with no
+        update in between. A settled directory is remembered so, until its next update."""
         try:
-            if not quiet:
+            if not idle_now:
                 self.redis.hdel(IDLE_SEEN_KEY, directory)
-                return
+                return False
             seen = (self.redis.hget(IDLE_SEEN_KEY, directory) or b"").decode().split()
             if not seen or int(seen[0]) != newest:
                 self.redis.hset(IDLE_SEEN_KEY, directory, f"{newest} {time.time()}")
-            elif time.time() - float(seen[1]) >= SETTLE_SECONDS:
-                self._remember(errors)
-                self.redis.hset(SETTLED_KEY, directory, newest)
+                return False
+            if time.time() - float(seen[1]) < SETTLE_SECONDS:
+                return False
+            self.redis.hset(SETTLED_KEY, directory, newest)
+            return True
         except RedisError:
-            pass  # nothing remembered: the next look asks again
+            return False  # nothing remembered: the next look asks again
 
-    def remembered_errors(self) -> dict[str, str]:
+    def remembered_outcomes(self) -> dict[str, Outcome]:
         try:
-            return {k.decode(): v.decode() for k, v in self.redis.hgetall(ERRORS_KEY).items()}
-        except RedisError:
+            return {k.decode(): Outcome(**json.loads(v)) for k, v in self.redis.hgetall(OUTCOMES_KEY).items()}
+        except (RedisError, ValueError, TypeError):
             return {}
 
     def release(self, directory: str, sessions: list[dict[str, Any]], newest: int) -> None:
-        """Remember why each of the directory's sessions last failed, then dispose of its instance."""
-        self._remember_errors(directory, sessions)
+        """Remember how each of the directory's sessions last ended, then dispose of its instance."""
+        self._remember_outcomes(directory, sessions)
         self.opencode.dispose(directory)
         self.redis.hset(RELEASED_KEY, directory, newest)
 
@@ -164,18 +196,20 @@ class Instances:
         released, newest = self.released(sessions), newest_updates(sessions)
         for directory, its_sessions in by_directory(sessions).items():
             if directory not in released:
-                self._remember_errors(directory, its_sessions)
+                self._remember_outcomes(directory, its_sessions)
                 self.redis.hset(RELEASED_KEY, directory, newest[directory])
 
-    def _remember_errors(self, directory: str, sessions: list[dict[str, Any]]) -> None:
-        self._remember({s["id"]: self.opencode.last_error(s["id"], directory) for s in sessions})
+    def _remember_outcomes(self, directory: str, sessions: list[dict[str, Any]]) -> None:
+        """For idle sessions, quiet a while: an unfinished turn among them was interrupted."""
+        replies = {s["id"]: self.opencode.last_reply(s["id"], directory) for s in sessions}
+        self._remember({sid: Outcome.of(reply, self.restarts, settled=True) for sid, reply in replies.items()})
 
-    def _remember(self, errors: dict[str, str | None]) -> None:
-        for session_id, error in errors.items():
-            if error:
-                self.redis.hset(ERRORS_KEY, session_id, error)
+    def _remember(self, outcomes: dict[str, Outcome | None]) -> None:
+        for session_id, outcome in outcomes.items():
+            if outcome:
+                self.redis.hset(OUTCOMES_KEY, session_id, json.dumps(asdict(outcome)))
             else:
-                self.redis.hdel(ERRORS_KEY, session_id)
+                self.redis.hdel(OUTCOMES_KEY, session_id)
 
     def forget(self, directories: Iterable[str], session_ids: Iterable[str] = ()) -> None:
         """Drop what is remembered of deleted chats."""
@@ -183,9 +217,23 @@ class Instances:
             for key in (RELEASED_KEY, SETTLED_KEY, IDLE_SEEN_KEY):
                 self.redis.hdel(key, *directories)
         if session_ids := list(session_ids):
-            self.redis.hdel(ERRORS_KEY, *session_ids)
+            self.redis.hdel(OUTCOMES_KEY, *session_ids)
 
 
 def _untouched(sessions: list[dict[str, Any]], recorded: dict[str, int]) -> set[str]:
     """The directories of `sessions` none of whose sessions was updated after the time recorded for it."""
     return {d for d, t in newest_updates(sessions).items() if d in recorded and t <= recorded[d]}
+
+
+def stop_agents_in(opencode: Opencode, redis: Redis, directories: Iterable[Path | str]) -> list[str]:
+    """Abort every session working in one of `directories`, which are about to be removed (an agent left running
+    in a deleted folder goes on writing nowhere). Returns the sessions aborted; none when opencode is down."""
+    wanted = {str(d) for d in directories}
+    try:
+        sessions = {s["id"]: s for s in opencode.sessions() if s.get("directory") in wanted}
+        busy = sorted(Instances(opencode, redis).statuses(list(sessions.values())))
+        for session_id in busy:
+            opencode.abort(session_id, sessions[session_id]["directory"])
+    except OpencodeUnavailable:
+        return []
+    return busy

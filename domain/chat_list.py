@@ -11,16 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.agent_instances import Instances, newest_updates
+from domain.agent_instances import Instances, Outcome, newest_updates
 from domain.gitcmd import Git
 from domain.inventory import WorktreeInfo, all_worktrees
 from domain.layout import Layout
-from domain.opencode import ERROR, IDLE
+from domain.opencode import ERROR, IDLE, INTERRUPTED
 from domain.work_states import Held, WorkStates
 
 
 def _ms(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(value / 1000, UTC) if isinstance(value, int | float) else None
+    return _s(value / 1000) if isinstance(value, int | float) else None
+
+
+def _s(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
 def chat_entries(layout: Layout, git: Git, instances: Instances) -> list[dict[str, Any]]:
@@ -35,12 +39,12 @@ def chat_entries(layout: Layout, git: Git, instances: Instances) -> list[dict[st
     held = WorkStates(layout, git, instances.redis).of(worktrees, newest_updates(sessions), agents.idle)
 
     def entry(session: dict[str, Any] | None, worktree: WorktreeInfo | None) -> dict[str, Any]:
-        status = error = None
+        status, outcome = None, None
         if session is not None:
             status = agents.status.get(session["id"], IDLE)
-            if status == IDLE and (error := agents.errors.get(session["id"])):
-                status = ERROR
-        return _entry(session, worktree, held.get(worktree.path) if worktree else None, status, error)
+            if status == IDLE and (outcome := agents.outcomes.get(session["id"])):
+                status = outcome.status
+        return _entry(session, worktree, held.get(worktree.path) if worktree else None, status, outcome)
 
     entries = [entry(session, by_session.get(session["id"])) for session in sessions]
     known = {s["id"] for s in sessions}
@@ -53,7 +57,7 @@ def _entry(
     worktree: WorktreeInfo | None,
     held: Held | None,
     status: str | None,
-    last_error: str | None,
+    outcome: Outcome | None,
 ) -> dict[str, Any]:
     meta = ((session or {}).get("metadata") or {}).get("mecodes") or {}
     updated = _ms(((session or {}).get("time") or {}).get("updated"))
@@ -66,7 +70,10 @@ def _entry(
         "repo": str(worktree.repo) if worktree else meta.get("repo"),
         "branch": worktree.branch if worktree else meta.get("branch"),
         "status": status,
-        "last_error": last_error,
+        "last_error": outcome.message if outcome and outcome.status == ERROR else None,
+        "interruption": {"at": _s(outcome.at), "why": outcome.message}
+        if outcome and outcome.status == INTERRUPTED
+        else None,
         "last_activity": max(activity, default=None),
         "has_session": session is not None,
         "has_worktree": worktree is not None,

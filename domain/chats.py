@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from domain import procman, repo_ops
-from domain.agent_instances import Instances
+from domain.agent_instances import Instances, stop_agents_in
+from domain.cancel import CANCELED_TEXT, Canceled, record_creation
 from domain.gitcmd import Git
 from domain.github import GitHub
 from domain.inventory import commits_of_its_own, default_branch, find_by_opencode_session, session_link, work_state
-from domain.memory_manager import AGENT, admits_a_chat, restart_agent_if_idle, waiting_text
-from domain.names import RepoName
+from domain.memory_manager import admits_a_chat, restart_agent_if_idle, waiting_text
+from domain.names import RepoName, parse_repo
 from domain.opencode import Opencode, OpencodeError, OpencodeUnavailable
 from domain.repo_ops import Refused, ensure_cached
 from domain.work import StepAside, Work
@@ -69,7 +70,7 @@ def wait_for_memory(work: Work, opencode: Opencode) -> None:
 def wait_for_agent(work: Work, opencode: Opencode) -> None:
     """Return once opencode answers, else raise its last error. When procman runs it, a down opencode is
     coming back (restarted to give memory back, or after a crash), so that is waited for a while."""
-    managed = AGENT in procman.services(work.settings.run_dir)
+    managed = procman.AGENT in procman.services(work.settings.run_dir)
     deadline = time.monotonic() + (AGENT_START_WAIT if managed else 0)
     while True:
         try:
@@ -77,6 +78,7 @@ def wait_for_agent(work: Work, opencode: Opencode) -> None:
         except OpencodeUnavailable:
             if time.monotonic() > deadline:
                 raise
+            work.cancel_point()
             time.sleep(0.5)
 
 
@@ -93,6 +95,8 @@ def start_chat(work: Work, chat: ChatRequest) -> dict[str, Any]:
             worktree = repo_ops.add_worktree(work.layout, work.git, chat.repo, chat.label, chat.branch)
             if not worktree.created:
                 raise Refused(f"a worktree named {chat.label} already exists")
+        except Canceled as exc:  # a clone cut short removes its own staging folder: nothing else to roll back
+            raise _canceled_in(phase) from exc
         except Exception as exc:
             raise Refused(f"chat failed in phase {phase}: {exc}") from exc
         session: dict[str, Any] | None = None
@@ -103,16 +107,25 @@ def start_chat(work: Work, chat: ChatRequest) -> dict[str, Any]:
             metadata = {"mecodes": {"repo": str(chat.repo), "branch": worktree.branch, "worktree": chat.label}}
             session = opencode.create_session(str(worktree.path), chat.title, metadata)
             session_link(work.layout, chat.repo, worktree.path).write_text(session["id"])
+            # Deleting this chat from now on cancels this job (DELETE /admin/chats/{session_id}).
+            record_creation(work.redis, session["id"], work.job_id, work.settings.job_result_ttl)
             if chat.prompt:
                 phase = "prompt"
                 work.progress("prompt: send the task")
                 opencode.prompt(session["id"], str(worktree.path), chat.prompt, chat.model)
+            work.cancel_point()  # a cancel that came while the task was being sent still takes the chat back
         except Exception as exc:
-            work.progress(f"{phase} failed: rolling back")
+            with contextlib.suppress(Canceled):  # a cancel asked for now must not cut the roll-back short
+                work.progress(f"{phase} failed: rolling back")
             if session is not None:
+                if isinstance(exc, Canceled) and chat.prompt:
+                    with contextlib.suppress(OpencodeUnavailable, OpencodeError):
+                        opencode.abort(session["id"], str(worktree.path))  # the agent may have started on it
                 with contextlib.suppress(OpencodeUnavailable, OpencodeError):
                     opencode.delete(session["id"], str(worktree.path))
             repo_ops.undo_worktree(work.layout, work.git, chat.repo, worktree)
+            if isinstance(exc, Canceled):
+                raise _canceled_in(phase) from exc
             raise Refused(f"chat failed in phase {phase}: {exc}; it was rolled back") from exc
     return {
         "session_id": session["id"],
@@ -128,6 +141,10 @@ def start_chat(work: Work, chat: ChatRequest) -> dict[str, Any]:
     }
 
 
+def _canceled_in(phase: str) -> Canceled:
+    return Canceled(f"{CANCELED_TEXT} in phase {phase}; what it made was rolled back")
+
+
 def end_chat(work: Work, session_id: str, force: bool) -> dict[str, Any]:
     """Abort the session if busy (never a raw kill), remove its worktree (refused while it holds work unless
     `force`), then delete the session."""
@@ -138,10 +155,9 @@ def end_chat(work: Work, session_id: str, force: bool) -> dict[str, Any]:
         raise Refused(f"no chat with session {session_id}")
     directory = session["directory"] if session else str(worktree.path)
     done: dict[str, Any] = {"session_id": session_id, "aborted": False, "worktree_removed": None}
-    if session and session_id in opencode.statuses(directory):
-        work.progress("abort: stop the agent")
-        opencode.abort(session_id, directory)
-        done["aborted"] = True
+    if session:
+        work.progress("abort: stop the agent if it works")
+        done["aborted"] = session_id in stop_agents_in(opencode, work.redis, [directory])
     if worktree is not None:
         with work.lock(worktree.repo):
             work.progress("worktree: remove it")
@@ -196,3 +212,27 @@ def require_commits_to_push(git: Git, worktree: Path, base: str) -> None:
     if commits_of_its_own(git, worktree, base) == 0:
         hint = " (its changes are not committed yet)" if work_state(git, worktree).dirty else ""
         raise Refused(f"nothing to push: the branch has no commits beyond origin/{base}{hint}")
+
+
+def restore_worktree(work: Work, session_id: str) -> dict[str, Any]:
+    """Make a chat's removed worktree again, at the folder its session works in and on its branch (a removed
+    worktree keeps its branch), so the chat can go on."""
+    opencode = Opencode(work.settings.opencode_url)
+    session = opencode.session(session_id)
+    if session is None:
+        raise Refused(f"no chat with session {session_id}")
+    made = ((session.get("metadata") or {}).get("mecodes")) or {}
+    if not made.get("repo") or not made.get("worktree"):
+        raise Refused("this session was not started by mecodes, so there is no worktree to make again")
+    repo = parse_repo(made["repo"])
+    with work.lock(repo):
+        if Path(session["directory"]) != work.layout.worktree_path(repo, made["worktree"]):
+            raise Refused("the session works in a folder that is not its chat's worktree; delete the chat instead")
+        work.progress("repo: clone or refresh")
+        ensure_cached(work, repo, work.settings.fetch_max_age)
+        work.progress("worktree: check out its branch")
+        worktree = repo_ops.add_worktree(work.layout, work.git, repo, made["worktree"], made.get("branch"))
+        session_link(work.layout, repo, worktree.path).write_text(session_id)
+    with contextlib.suppress(OpencodeUnavailable, OpencodeError):
+        opencode.dispose(session["directory"])  # the instance opencode built for the missing folder
+    return {"session_id": session_id, "repo": str(repo), "branch": worktree.branch, "head": worktree.head}

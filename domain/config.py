@@ -36,6 +36,15 @@ def _float(name: str, default: float, minimum: float | None = 0) -> float:
     return _number(name, default, float, minimum)
 
 
+def _switch(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in {"0", "1", "true", "false", "on", "off", "yes", "no"}:
+        raise SystemExit(f"{name} must be on or off (1/0, true/false, yes/no), got {raw!r}")
+    return raw in {"1", "true", "on", "yes"}
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -56,6 +65,7 @@ class Settings:
     gc_repo_idle_days: float
     agent_release_interval: int
     work_state_max_age: int
+    auto_continue: bool
     agent_idle_minutes: float
     stack_pid: int | None
     kill_grace: float
@@ -97,6 +107,7 @@ def load_settings() -> Settings:
         gc_repo_idle_days=_float("MECODES_GC_REPO_IDLE_DAYS", 30),
         agent_release_interval=_int("MECODES_AGENT_RELEASE_INTERVAL", 60),
         work_state_max_age=_int("MECODES_WORK_STATE_MAX_AGE", 300),
+        auto_continue=_switch("MECODES_AUTO_CONTINUE", False),
         agent_idle_minutes=_float("MECODES_AGENT_IDLE_MINUTES", 15),
         stack_pid=_int("MECODES_STACK_PID", 0) or None,
         kill_grace=_float("MECODES_KILL_GRACE", 5),

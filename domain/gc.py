@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +26,7 @@ import psutil
 from redis import Redis
 
 from domain import repo_ops
-from domain.agent_instances import Instances
+from domain.agent_instances import Instances, stop_agents_in
 from domain.gitcmd import Git, GitError
 from domain.inventory import (
     WorktreeInfo,
@@ -37,7 +37,7 @@ from domain.inventory import (
     repo_worktrees,
     work_state,
 )
-from domain.layout import Layout
+from domain.layout import Layout, session_from_folder
 from domain.names import SLUG_SEPARATOR, InvalidName, RepoName
 from domain.opencode import Opencode, OpencodeError, OpencodeUnavailable
 
@@ -110,11 +110,10 @@ def _processes_by_cwd(under: Path) -> dict[Path, int]:
 
 
 class Collector:
-    def __init__(
-        self, layout: Layout, git: Git, redis: Redis, lock: RepoLocker, policy: Policy, busy_sessions: set[str]
-    ):
+    def __init__(self, layout: Layout, git: Git, redis: Redis, lock: RepoLocker, policy: Policy, opencode: Opencode):
         self.layout, self.git, self.redis, self.lock, self.policy = layout, git, redis, lock, policy
-        self.busy_sessions = busy_sessions
+        self.opencode = opencode
+        self.busy_sessions = busy_sessions(layout, git, opencode, redis)
         self.now = time.time()
         self.report = Report(policy)
         self.busy = _processes_by_cwd(layout.worktrees_dir)
@@ -144,15 +143,14 @@ class Collector:
         return remove and not self.policy.dry_run
 
     def _repos(self) -> Iterator[RepoName]:
-        """Cached repos and the repos that folders in worktrees/ claim to belong to."""
-        slugs = {r.slug for r in cached_repos(self.layout)}
+        """Cached repos and the repos that folders in worktrees/ claim to belong to, each once whatever its case."""
+        repos = {r.key: r for r in cached_repos(self.layout)}
         if self.layout.worktrees_dir.exists():
-            slugs |= {p.name.rpartition(SLUG_SEPARATOR)[0] for p in self.layout.worktrees_dir.iterdir()}
-        for slug in sorted(slugs):
-            try:
-                yield RepoName.from_slug(slug)
-            except InvalidName:
-                continue
+            for folder in self.layout.worktrees_dir.iterdir():
+                with suppress(InvalidName):
+                    repo = RepoName.from_slug(folder.name.rpartition(SLUG_SEPARATOR)[0])
+                    repos.setdefault(repo.key, repo)
+        yield from (repos[key] for key in sorted(repos))
 
     def _staging(self) -> None:
         for entry in repo_ops.stale_staging(self.layout, self.redis):
@@ -166,9 +164,8 @@ class Collector:
         for info in known:
             kept += not self._worktree(repo, info)
         known_paths = {w.path for w in known}
-        prefix = f"{repo.slug}{SLUG_SEPARATOR}"
-        for folder in sorted(self.layout.worktrees_dir.glob(f"{prefix}*")):
-            if folder not in known_paths and folder.name.rpartition(SLUG_SEPARATOR)[0] == repo.slug:
+        for folder in sorted(self.layout.worktrees_dir.glob("*")):
+            if folder not in known_paths and session_from_folder(repo, folder.name):
                 kept += not self._unknown_folder(repo, folder)
         if cached:
             if self.prune:
@@ -200,6 +197,7 @@ class Collector:
             return self._decide("worktree", name, info.path, False, f"recently used ({_ago(idle)} ago)")
         size = disk_usage(info.path)
         if self._decide("worktree", name, info.path, True, f"idle {_ago(idle)}, no unsaved work", size):
+            stop_agents_in(self.opencode, self.redis, [info.path])  # a prompt may have come since the busy check
             self._discard(repo, info.path)
         return True
 

@@ -21,13 +21,12 @@ from domain.agent_instances import Instances, newest_updates
 from domain.config import Settings
 from domain.opencode import Opencode
 
-AGENT = "opencode"  # the Procfile's name for opencode
 SETTLE_SECONDS = 3  # a prompt just sent shows as an update at once, but its session turns busy a moment later
 RESTARTED_KEY = "mecodes:agents:restarted-at"  # the newest session update (ms) when opencode was last restarted
 
 
 def agent_pid(settings: Settings) -> int | None:
-    return procman.running_pid(procman.services(settings.run_dir).get(AGENT) or {})
+    return procman.running_pid(procman.services(settings.run_dir).get(procman.AGENT) or {})
 
 
 def agent_pss_mb(settings: Settings) -> float | None:
@@ -61,7 +60,7 @@ def restart_agent_if_idle(opencode: Opencode, redis: Redis, settings: Settings, 
     if busy := sorted(instances.statuses(sessions)):
         return {**decision, "why": f"chats are working: {', '.join(busy)}"}
     instances.release_all(sessions)  # every instance ends with the restart
-    if not procman.request_restart(settings.run_dir, settings.stack_pid, AGENT):
+    if not procman.request_restart(settings.run_dir, settings.stack_pid, procman.AGENT):
         return {**decision, "why": "procman did not take the restart request"}
     redis.set(RESTARTED_KEY, latest)
     return {**decision, "restarted": True, "why": f"opencode used {pss:.0f} MB and every chat was idle"}
@@ -102,7 +101,7 @@ def report(settings: Settings) -> dict[str, Any]:
     for name, service in procman.services(settings.run_dir).items():
         pid = procman.running_pid(service)
         below = _below(pid) if pid else []
-        own = [pid, *(p.pid for p in below)] if pid and name != AGENT else [pid] if pid else []
+        own = [pid, *(p.pid for p in below)] if pid and name != procman.AGENT else [pid] if pid else []
         services.append(
             {
                 "name": name,
@@ -114,7 +113,7 @@ def report(settings: Settings) -> dict[str, Any]:
                 "oom_score_adj": memory.oom_score_adj(pid) if pid else None,
             }
         )
-        if name == AGENT:
+        if name == procman.AGENT:
             for child in below:
                 if (pss := memory.pss_bytes(child.pid)) is not None:
                     adj = memory.oom_score_adj(child.pid)

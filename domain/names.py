@@ -38,6 +38,12 @@ class RepoName:
         """Folder name `owner__name`. Owners cannot contain `_`, so the first `__` splits it back."""
         return f"{self.owner}{SLUG_SEPARATOR}{self.name}"
 
+    @property
+    def key(self) -> str:
+        """What identifies the repo: GitHub's names are case-insensitive, so `T/Trunk` and `t/trunk` are one repo
+        (one cached folder, one lock, one de-duplication key)."""
+        return self.slug.lower()
+
     @classmethod
     def from_slug(cls, slug: str) -> RepoName:
         owner, sep, name = slug.partition(SLUG_SEPARATOR)
@@ -101,3 +107,9 @@ def parse_branch(value: str) -> str:
     if bad:
         raise InvalidName(f"{_shown(value)} is not a valid git branch name")
     return value
+
+
+def parse_model(value: str) -> dict[str, str]:
+    """`provider/model` (validated by the API's schema) as opencode takes it."""
+    provider, _, model_id = value.partition("/")
+    return {"providerID": provider, "modelID": model_id}

@@ -7,6 +7,7 @@ session's directory (`?directory=`). Only `/experimental/session` lists the sess
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,13 +15,34 @@ from typing import Any, NamedTuple
 
 IDLE = "idle"
 ERROR = "error"  # ours: idle, and the last reply ended in an error
+INTERRUPTED = "interrupted"  # ours: idle, and the last turn never finished (domain.interruptions)
 ABORTED = "MessageAbortedError"
 SESSION_PREFIX = "ses"
+RUNNING_STATES = {"pending", "running"}  # a tool step not yet ended
+
+
+class RunningStep(NamedTuple):
+    message_id: str
+    part: dict[str, Any]
+
+    @property
+    def title(self) -> str:
+        """What the step did, in a few words: `bash: sleep 600`."""
+        state = self.part.get("state") or {}
+        subject = (state.get("input") or {}).get("command") or state.get("title") or ""
+        return f"{self.part.get('tool', 'tool')}: {subject}"[:120].rstrip(": ")
 
 
 class LastReply(NamedTuple):
+    """How a session's last turn stands. `pending`: no finished reply yet (the person's message is last, or the
+    reply is unfinished). For a pending turn: when it was last seen active (s), and the tool steps it left running
+    (ids and what each did), which an interrupted turn leaves so."""
+
     error: str | None
     pending: bool
+    last_active: float | None = None
+    running_steps: tuple[RunningStep, ...] = ()
+    model: dict[str, str] | None = None
 
 
 class OpencodeUnavailable(RuntimeError):
@@ -69,10 +91,14 @@ class Opencode:
     def create_session(self, directory: str, title: str, metadata: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/session", directory, {"title": title, "metadata": metadata})
 
-    def prompt(self, session_id: str, directory: str, text: str, model: dict[str, str] | None) -> None:
+    def prompt(
+        self, session_id: str, directory: str, text: str, model: dict[str, str] | None, agent: str | None = None
+    ) -> None:
         body: dict[str, Any] = {"parts": [{"type": "text", "text": text}]}
         if model:
             body["model"] = model
+        if agent:
+            body["agent"] = agent
         self._call("POST", f"/session/{_quoted(session_id)}/prompt_async", directory, body)
 
     def session(self, session_id: str) -> dict[str, Any] | None:
@@ -99,19 +125,25 @@ class Opencode:
         """How the session's last turn stands: its error (an abort the user asked for is not a failure), and
         whether a reply is still to come (the last message is the person's, or an unfinished reply)."""
         messages = self._call("GET", f"/session/{_quoted(session_id)}/message", directory, limit=1) or []
-        info = messages[-1].get("info", {}) if messages else {}
-        if info.get("role") != "assistant":
-            return LastReply(None, pending=bool(info))
-        error = info.get("error")
-        pending = not error and not (info.get("time") or {}).get("completed")
-        if not isinstance(error, dict) or error.get("name") == ABORTED:
-            return LastReply(None, pending)
-        why = (error.get("data") or {}).get("message") or error.get("name") or "the reply failed"
-        return LastReply(str(why), pending)
+        return reply_of(messages[-1] if messages else {})
 
     def last_error(self, session_id: str, directory: str) -> str | None:
         """Why the session's last reply failed, if it did."""
         return self.last_reply(session_id, directory).error
+
+    def fail_step(self, session_id: str, directory: str, step: RunningStep, why: str) -> None:
+        """Close a tool step left running as failed, saying why (opencode keeps it `running` forever otherwise)."""
+        state = step.part.get("state") or {}
+        started = (state.get("time") or {}).get("start") or int(time.time() * 1000)
+        closed = {
+            "status": "error",
+            "input": state.get("input") or {},
+            "error": why,
+            "metadata": state.get("metadata") or {},
+            "time": {"start": started, "end": max(started, int(time.time() * 1000))},
+        }
+        path = f"/session/{_quoted(session_id)}/message/{_quoted(step.message_id)}/part/{_quoted(step.part['id'])}"
+        self._call("PATCH", path, directory, {**step.part, "state": closed})
 
     def abort(self, session_id: str, directory: str) -> None:
         self._call("POST", f"/session/{_quoted(session_id)}/abort", directory)
@@ -122,6 +154,36 @@ class Opencode:
     def dispose(self, directory: str) -> None:
         """Drop opencode's in-memory instance for `directory`; the next request for it builds a fresh one."""
         self._call("POST", "/instance/dispose", directory)
+
+
+def reply_of(message: dict[str, Any]) -> LastReply:
+    """A session's last message (`{info, parts}`) read as its last turn."""
+    info = message.get("info") or {}
+    if info.get("role") != "assistant":
+        return LastReply(None, pending=bool(info), last_active=_seconds((info.get("time") or {}).get("created")))
+    error = info.get("error")
+    pending = not error and not (info.get("time") or {}).get("completed")
+    model = {"providerID": info["providerID"], "modelID": info["modelID"]} if info.get("modelID") else None
+    if isinstance(error, dict) and error.get("name") != ABORTED:
+        why = (error.get("data") or {}).get("message") or error.get("name") or "the reply failed"
+        return LastReply(str(why), pending, model=model)
+    if not pending:
+        return LastReply(None, False, model=model)
+    parts = message.get("parts") or []
+    times = [(info.get("time") or {}).get("created")]
+    for part in parts:
+        times += [*((part.get("time") or {}).values()), *(((part.get("state") or {}).get("time") or {}).values())]
+    running = tuple(
+        RunningStep(info.get("id", ""), part)
+        for part in parts
+        if part.get("type") == "tool" and (part.get("state") or {}).get("status") in RUNNING_STATES
+    )
+    newest = max((t for t in times if isinstance(t, int | float)), default=None)
+    return LastReply(None, True, _seconds(newest), running, model)
+
+
+def _seconds(ms: Any) -> float | None:
+    return ms / 1000 if isinstance(ms, int | float) else None
 
 
 def _quoted(session_id: str) -> str:

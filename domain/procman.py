@@ -16,6 +16,7 @@ from typing import Any
 STATUS_FILE = "services.json"
 RESTART_FILE = "procman.restart"
 RUNNING, RESTARTING = "running", "restarting"
+AGENT = "opencode"  # the Procfile's name for opencode
 
 
 def services(run_dir: Path | None) -> dict[str, dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import flask_swagger_ui
-from flask import Flask, jsonify, send_from_directory
+from flask import Flask, jsonify, send_from_directory, url_for
 from flask_smorest import Api
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
@@ -13,6 +13,8 @@ from werkzeug.exceptions import HTTPException
 from domain.config import Settings, load_settings
 from domain.github import GitHubError
 from domain.opencode import OpencodeError, OpencodeUnavailable
+from sidecar.api.errors import UnsupportedMediaTypeDoc, refuse_unless_json
+from sidecar.jobqueue import JobInFlight
 from sidecar.services import Services
 
 SWAGGER_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -34,11 +36,22 @@ def build_app(settings: Settings | None = None) -> Flask:
     )
     app.json.sort_keys = False  # keep the schemas' field order
     app.extensions["mecodes"] = Services.create(settings)
-    api = Api(app)
+    api = Api(app, spec_kwargs={"extra_plugins": [UnsupportedMediaTypeDoc()]})
+    app.before_request(refuse_unless_json)
 
-    from sidecar.api import chats, gc, github, jobs, processes, repos, system, worktrees
+    from sidecar.api import chat_turns, chats, gc, github, jobs, processes, repos, system, worktrees
 
-    blueprints = (chats.blp, github.blp, repos.blp, worktrees.blp, jobs.blp, gc.blp, processes.blp, system.blp)
+    blueprints = (
+        chats.blp,
+        chat_turns.blp,
+        github.blp,
+        repos.blp,
+        worktrees.blp,
+        jobs.blp,
+        gc.blp,
+        processes.blp,
+        system.blp,
+    )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
 
@@ -51,6 +64,11 @@ def build_app(settings: Settings | None = None) -> Flask:
         app.logger.warning("redis unavailable: %s", exc)
         body = {"code": 503, "status": "Service Unavailable", "message": "redis is unavailable; retry shortly"}
         return jsonify(body), 503
+
+    @app.errorhandler(JobInFlight)
+    def job_in_flight(exc: JobInFlight):
+        job = {"id": exc.job.id, "url": url_for("jobs.Job", job_id=exc.job.id)}
+        return jsonify({"code": 409, "status": "Conflict", "message": str(exc), "errors": {"job": job}}), 409
 
     @app.errorhandler(OpencodeUnavailable)
     def opencode_down(exc: OpencodeUnavailable):

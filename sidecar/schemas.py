@@ -7,6 +7,7 @@ from collections.abc import Callable
 from marshmallow import Schema, ValidationError, fields, validate
 
 from domain.names import InvalidName, parse_branch, parse_repo, parse_session_id
+from domain.processes import IN_WORKTREE, ORPHAN
 
 
 def _checked_by(parser: Callable[[str], object]) -> Callable[[str], None]:
@@ -35,6 +36,15 @@ class StrictSchema(Schema):
 
 
 # ---- requests
+
+
+def model_field() -> fields.String:
+    """An optional `provider/model`, as opencode names its models."""
+    return fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._:/-]{1,200}$", error="must be provider/model"),
+        metadata={"example": "openrouter/anthropic/claude-sonnet-4"},
+    )
 
 
 class CloneRequest(StrictSchema):
@@ -206,13 +216,17 @@ class ProcessSchema(StrictSchema):
     cmdline = fields.String()
     cwd = fields.String(allow_none=True)
     worktree = fields.String(allow_none=True, metadata={"description": "the worktree folder its cwd is in"})
+    reason = fields.String(
+        validate=validate.OneOf([ORPHAN, IN_WORKTREE]),
+        metadata={"description": "orphan: its parent is PID 1; in-worktree: it runs in a worktree"},
+    )
     age_seconds = fields.Float()
     cpu_seconds = fields.Float()
     rss_bytes = fields.Integer()
 
 
 class ProcessListSchema(StrictSchema):
-    stack_pid = fields.Integer(metadata={"description": "the process manager whose services are never orphans"})
+    stack_pid = fields.Integer(metadata={"description": "the process manager, whose services are never listed"})
     processes = fields.List(fields.Nested(ProcessSchema))
 
 
@@ -232,11 +246,31 @@ class NewChatRequest(StrictSchema):
         load_default=None, validate=_checked_by(parse_branch), metadata={"description": "default: mecodes/chat-..."}
     )
     title = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
-    model = fields.String(
-        load_default=None,
-        validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._:/-]{1,200}$", error="must be provider/model"),
-        metadata={"example": "openrouter/anthropic/claude-sonnet-4"},
+    model = model_field()
+
+
+class InterruptionSchema(StrictSchema):
+    at = fields.DateTime(allow_none=True, metadata={"description": "when the turn was last seen working"})
+    why = fields.String(metadata={"description": "why it stopped, as far as is known"})
+
+
+class PromptResultSchema(StrictSchema):
+    session_id = fields.String()
+    sent = fields.Boolean()
+
+
+class ContinueResultSchema(StrictSchema):
+    session_id = fields.String()
+    why = fields.String(metadata={"description": "why the turn had stopped; the agent is told so"})
+    closed_steps = fields.List(
+        fields.String(), metadata={"description": "tool steps left running, now closed as failed"}
     )
+
+
+class PromptRequest(StrictSchema):
+    text = fields.String(required=True, validate=validate.Length(min=1, max=100_000))
+    model = model_field()
+    agent = fields.String(load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,64}$"))
 
 
 class ChatSchema(StrictSchema):
@@ -246,9 +280,13 @@ class ChatSchema(StrictSchema):
     branch = fields.String(allow_none=True)
     status = fields.String(
         allow_none=True,
-        metadata={"description": "idle, busy, retry, or error (the last reply failed); null without a session"},
+        metadata={
+            "description": "idle, busy, retry, error (the last reply failed) or interrupted (the last turn never"
+            " finished: the stack or opencode stopped meanwhile; POST .../continue carries on); null without a session"
+        },
     )
     last_error = fields.String(allow_none=True, metadata={"description": "why the last reply failed"})
+    interruption = fields.Nested(InterruptionSchema, allow_none=True, metadata={"description": "when interrupted"})
     last_activity = fields.DateTime(allow_none=True)
     has_session = fields.Boolean()
     has_worktree = fields.Boolean()

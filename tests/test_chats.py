@@ -133,6 +133,73 @@ def test_delete_chat(stack: Stack, repo: str, opencode_url: str) -> None:
     assert not Path(busy["path"]).exists()
 
 
+def busy_agent(stack: Stack, repo: str, opencode_url: str) -> dict[str, Any]:
+    """A chat whose agent works (no model answers, so it keeps retrying)."""
+    chat = new_chat(stack, repo=repo, prompt="Keep working")["result"]
+    wait_until(
+        lambda: oc(opencode_url, "GET", "/session/status", chat["path"]).get(chat["session_id"]), 30, "a busy agent"
+    )
+    return chat
+
+
+def aborted(opencode_url: str, chat: dict[str, Any]) -> bool:
+    """The agent stopped, its reply ended as aborted."""
+    if oc(opencode_url, "GET", "/session/status", chat["path"]).get(chat["session_id"]):
+        return False
+    messages = oc(opencode_url, "GET", f"/session/{chat['session_id']}/message", chat["path"])
+    return (messages[-1]["info"].get("error") or {}).get("name") == "MessageAbortedError"
+
+
+@pytest.mark.parametrize("what", ["worktree", "repo"])
+def test_every_delete_of_a_worktree_stops_its_agent_first(
+    stack: Stack, repo: str, opencode_url: str, what: str
+) -> None:
+    chat = busy_agent(stack, repo, opencode_url)
+    url = f"/admin/worktrees/{repo}/{chat['worktree']}" if what == "worktree" else f"/admin/repos/{repo}?force=true"
+    accepted = stack.client.delete(url)
+    assert accepted.status_code == 202, accepted.get_json()
+    done = stack.api.wait(accepted.get_json())
+    assert done["status"] == "finished", done
+    assert not Path(chat["path"]).exists() and aborted(opencode_url, chat)
+
+
+def test_a_chat_without_its_worktree_takes_no_prompt_until_it_is_made_again(
+    stack: Stack, repo: str, opencode_url: str
+) -> None:
+    chat = new_chat(stack, repo=repo, title="no folder")["result"]
+    sid = chat["session_id"]
+    sent = stack.client.post(f"/admin/chats/{sid}/prompt", json={"text": "hello"})
+    assert sent.status_code == 200 and sent.get_json() == {"session_id": sid, "sent": True}
+    assert stack.client.post(f"/admin/chats/{sid}/worktree").status_code == 409
+    removed = stack.api.wait(stack.client.delete(f"/admin/worktrees/{repo}/{chat['worktree']}").get_json())
+    assert removed["status"] == "finished", removed
+
+    state = stack.client.get(f"/admin/chats/{sid}").get_json()
+    assert state["has_session"] is True and state["has_worktree"] is False, state
+    for action, body in (("prompt", {"text": "are you there?"}), ("continue", None)):
+        refused = stack.client.post(f"/admin/chats/{sid}/{action}", json=body)
+        assert refused.status_code == 409, refused.get_json()
+        message = refused.get_json()["message"]
+        assert message == (
+            f"this chat's worktree was removed (its branch {chat['branch']} is kept), so the agent has nowhere to"
+            " work: make the worktree again, or delete the chat"
+        )
+
+    made = stack.api.wait(stack.client.post(f"/admin/chats/{sid}/worktree").get_json())
+    assert made["status"] == "finished" and made["result"]["branch"] == chat["branch"], made
+    assert git("branch", "--show-current", cwd=Path(chat["path"])).strip() == chat["branch"]
+    assert stack.client.get(f"/admin/chats/{sid}").get_json()["has_worktree"] is True
+    sent = stack.client.post(f"/admin/chats/{sid}/prompt", json={"text": "back again"})
+    assert sent.status_code == 200, sent.get_json()
+
+    def texts() -> list[str]:
+        messages = oc(opencode_url, "GET", f"/session/{sid}/message", chat["path"])
+        return [p["text"] for m in messages if m["info"]["role"] == "user" for p in m["parts"] if p["type"] == "text"]
+
+    wait_until(lambda: texts() == ["hello", "back again"], 30, "both prompts recorded")
+    assert stack.client.get("/admin/chats/ses_unknown").status_code == 404
+
+
 def test_gc_keeps_the_worktree_of_a_busy_session(stack: Stack, repo: str, opencode_url: str) -> None:
     chat = new_chat(stack, repo=repo, prompt="Keep working")["result"]
     wait_until(
@@ -165,6 +232,24 @@ def test_bad_chat_requests(stack: Stack, repo: str) -> None:
             assert field in response.get_json()["errors"]["json"]
     assert stack.client.delete("/admin/chats/..%2f..").status_code in {404, 422}
     assert stack.client.delete("/admin/chats/-rf").status_code == 422
+
+
+def test_a_branch_another_chat_holds_is_409_naming_that_chat(stack: Stack, repo: str) -> None:
+    held = new_chat(stack, repo=repo, branch="topic", title="Holds the topic")
+    assert held["status"] == "finished", held
+    session_id = held["result"]["session_id"]
+    for url, body in (
+        ("/admin/chats", {"repo": repo, "branch": "topic", "prompt": "also on topic"}),
+        ("/admin/worktrees", {"repo": repo, "session_id": "elsewhere", "branch": "topic"}),
+    ):
+        refused = stack.client.post(url, json=body)
+        assert refused.status_code == 409, (url, refused.get_json())
+        answer = refused.get_json()
+        assert f'the worktree of chat {session_id} "Holds the topic"' in answer["message"], answer
+        assert answer["errors"]["chat"] == {"session_id": session_id, "title": "Holds the topic"}
+        assert str(stack.settings.data_dir) not in refused.get_data(as_text=True)
+    chats = stack.client.get("/admin/chats").get_json()["chats"]
+    assert [c["session_id"] for c in chats if c["repo"] == repo] == [session_id]  # nothing else was made
 
 
 def test_opencode_down_answers_503_and_makes_nothing(origin: Origin, stack_factory: StackFactory, repo: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,8 @@ import pytest
 
 from tests.conftest import GITHUB_USER, ROOT, SECRET_TOKEN, TERMINAL, Origin, free_port, wait_until
 from tests.support.cgroup import MemoryCgroup, command_in
-from tests.support.fake_llm import write_opencode_config
+from tests.support.fake_llm import FakeLLM, write_opencode_config
+from tests.test_processes import spawn_orphan
 
 USER, PASSWORD = "phone", "correct horse battery staple"
 
@@ -281,8 +284,10 @@ def test_a_killed_service_is_restarted_alone(stack: RunningStack, name: str) -> 
 
     def restarted() -> dict[str, Any] | None:
         status, health = stack.request("GET", "/admin/health", auth=None)
+        if status != 200:
+            return None  # Caddy's 502 while no sidecar listens (procman ends the old one's worker with it)
         entry = health["services"][name]
-        return health if status == 200 and entry["pid"] != victim.pid and entry["state"] == "running" else None
+        return health if entry["pid"] != victim.pid and entry["state"] == "running" else None
 
     health = wait_until(restarted, 90, f"{name} restarted and health 200 again")
     assert health["services"][name]["last_exit"] == "killed by signal 9 (SIGKILL)"
@@ -327,8 +332,10 @@ def test_health_says_what_is_restarting(tmp_path: Path, origin: Origin) -> None:
         ("MECODES_AGENT_RESTART_MB", "big"),
         ("MECODES_AGENT_RESTART_QUIET", "-1"),
         ("MECODES_WORK_STATE_MAX_AGE", "-5"),
+        ("MECODES_AUTO_CONTINUE", "sometimes"),
         ("MECODES_OPENCODE_CONFIG", "{not json"),
         ("MECODES_OPENCODE_CONFIG", "[1, 2]"),
+        ("MECODES_REDIS_DIR", "/proc/no-such-folder/redis"),
     ],
 )
 def test_bad_settings_are_refused_at_start(tmp_path: Path, origin: Origin, variable: str, value: str) -> None:
@@ -357,3 +364,108 @@ def test_sigterm_stops_everything_cleanly(tmp_path: Path, origin: Origin) -> Non
         running.proc.send_signal(signal.SIGTERM)
         assert running.proc.wait(60) == 0
         assert_all_gone(everything)
+
+
+def running_in(worktree: str) -> list[psutil.Process]:
+    """The `sleep` commands whose cwd is `worktree`."""
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.info["name"] == "sleep" and proc.cwd() == worktree and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+    return found
+
+
+def test_the_agents_commands_end_with_the_stack(tmp_path: Path, origin: Origin) -> None:
+    """The agent runs a command, and another detached into a session of its own (re-parented to PID 1 at once): both
+    are listed as running in the chat's worktree, and bin/procman ends both when the stack stops."""
+    repo = f"end{uuid.uuid4().hex[:6]}/app"
+    origin.create(repo)
+    commands: list[psutil.Process] = []
+    with FakeLLM() as llm:
+        try:
+            with running_stack(tmp_path, origin, llm.url) as running:
+                chat = new_chat(running, repo, "RUN (setsid sleep 601 >/dev/null 2>&1 &); sleep 600")
+                commands = wait_until(lambda: len(f := running_in(chat["path"])) == 2 and f, 60, "the commands")
+                body = running.request("GET", "/admin/processes")[1]
+                listed = {p["cmdline"]: (p["reason"], p["worktree"]) for p in body["processes"]}
+                assert listed["sleep 600"] == ("in-worktree", Path(chat["path"]).name), body
+                assert listed["sleep 601"] == ("orphan", Path(chat["path"]).name), body
+
+                running.proc.send_signal(signal.SIGTERM)
+                assert running.proc.wait(60) == 0
+            assert_all_gone(commands)
+            assert "procman: ending what opencode left running" in running.log.read_text()
+        finally:
+            for command in commands:
+                with contextlib.suppress(psutil.Error):
+                    command.kill()
+
+
+def test_what_a_killed_stack_left_in_its_worktrees_is_ended_at_the_next_start(tmp_path: Path, origin: Origin) -> None:
+    """The stack dies at once (SIGKILL to procman and every service), leaving the agent's command running in its
+    worktree: the next start ends it and says so. A process someone started there by hand before the stack (not one
+    of the stack's: no MECODES_DATA_DIR in its environment) is left to them: listed, and killed when asked."""
+    repo = f"dead{uuid.uuid4().hex[:6]}/app"
+    origin.create(repo)
+    first_stack: list[psutil.Process] = []
+    worktree = ""
+    with FakeLLM() as llm:
+        first = start_stack(tmp_path, origin, llm.url)
+        try:
+            chat = new_chat(first, repo, "RUN sleep 602")
+            worktree = chat["path"]
+            command = wait_until(lambda: running_in(worktree), 60, "the agent's command")[0]
+            first_stack = psutil.Process(first.proc.pid).children(recursive=True)
+            services = first.services()
+            first.proc.kill()
+            first.proc.wait(10)
+            for service in services:
+                service.kill()
+            psutil.wait_procs(services, 10)
+            assert command.is_running() and command.ppid() != first.proc.pid
+
+            by_hand = {k: v for k, v in os.environ.items() if not k.startswith("MECODES_")}
+            theirs = spawn_orphan("exec sleep 603", cwd=Path(worktree), env=by_hand)
+            with running_stack(tmp_path, origin, llm.url) as second:
+                assert_all_gone([command])
+                log = second.log.read_text()
+                assert "start: ending processes an earlier stack left running in its worktrees" in log, log
+                assert f"{command.pid} (sleep 602, in {worktree})" in log, log
+
+                listed = {p["pid"]: p for p in second.request("GET", "/admin/processes")[1]["processes"]}
+                assert theirs.pid in listed and listed[theirs.pid]["worktree"] == Path(worktree).name, listed
+                status, killed = second.request("POST", f"/admin/processes/{theirs.pid}/kill", {})
+                assert status == 200 and killed["terminated"] == [theirs.pid], killed
+        finally:
+            stop(first)
+            for proc in first_stack + (running_in(worktree) if worktree else []):
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+
+
+def open_event_stream(stack: RunningStack, path: str) -> http.client.HTTPConnection:
+    """A phone's server-sent event stream through Caddy, open and flowing (its first event read)."""
+    host, port = stack.base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    connection.request("GET", path, headers={"Authorization": f"Basic {token}", "Accept": "text/event-stream"})
+    response = connection.getresponse()
+    assert response.status == 200 and response.readline().startswith(b"data:")
+    return connection
+
+
+def test_the_stack_stops_fast_with_open_event_streams(tmp_path: Path, origin: Origin) -> None:
+    """Phones holding opencode's event streams open through Caddy do not hold up a stop (Caddy's grace_period closes
+    them): with fly.toml's stop grace, SIGTERM stops everything well within its kill_timeout of 60 s."""
+    with running_stack(tmp_path, origin, MECODES_STOP_GRACE="40") as running:
+        streams = [open_event_stream(running, path) for path in ["/event", "/global/event"] * 2 + ["/event"]]
+        everything = psutil.Process(running.proc.pid).children(recursive=True)
+        started = time.monotonic()
+        running.proc.send_signal(signal.SIGTERM)
+        assert running.proc.wait(60) == 0
+        took = time.monotonic() - started
+        assert took < 20, f"the stack took {took:.1f} s to stop with {len(streams)} open event streams"
+        assert_all_gone(everything)
+        for stream in streams:
+            stream.close()

@@ -32,7 +32,7 @@ from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM
 from tests.support.githttp import GitHttpServer
 from tests.test_processes import spawn_orphan
-from tests.test_stack import PASSWORD, USER, RunningStack, new_chat, prompt_via_api, start_stack
+from tests.test_stack import PASSWORD, USER, RunningStack, new_chat, prompt_via_api, service_pid, start_stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -513,6 +513,83 @@ def test_a_failed_reply_is_shown_in_the_list_and_the_chat(phone: Phone, stack: R
     phone.shot("chats-error")
     item.click()
     expect(page.locator(".msg-assistant .error")).to_contain_text("the provider refused the API key")
+
+
+def test_an_interrupted_chat_says_so_and_continues(phone: Phone, stack: RunningStack) -> None:
+    """opencode dies (the OOM killer, say) while a reply streams in: the chat and the list say `interrupted` and why,
+    and Continue brings the rest of the turn."""
+    chat = new_chat(stack, REPOS[2])
+    page = phone.page
+    phone.go(f"#/chat/{chat['session_id']}")
+    page.fill("#prompt", "SLOW 120 " + "word " * 200)
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".msg-assistant").last).to_contain_text("word", timeout=30_000)
+    for status, url in ((502, "/event"), (502, "/session/"), (503, "/admin/chats/")):  # while opencode is down
+        phone.console.expect_failure(status, url)
+    psutil.Process(service_pid(stack, "opencode")).kill()  # procman starts it again
+    note = page.locator(".chat-state .warning")
+    expect(note).to_contain_text("Interrupted: opencode stopped while the agent was answering", timeout=60_000)
+    phone.shot("chat-interrupted")
+    phone.fits_narrow_screen("chat-interrupted")
+
+    phone.go("#/chats")
+    item = page.locator(f'a[data-session="{chat["session_id"]}"]')
+    expect(item.locator(".badge").first).to_have_text("interrupted", timeout=30_000)
+    expect(item).to_contain_text("Open it to continue.")
+    item.click()
+    page.get_by_role("button", name="Continue").click()
+    expect(page.locator(".msg-assistant").last).to_contain_text("Keep going from where you stopped", timeout=30_000)
+    expect(page.locator(".chat-state")).not_to_contain_text("Interrupted", timeout=30_000)
+    expect(page.locator(".chat-head .badge")).to_have_text("idle", timeout=30_000)
+
+
+def test_a_chat_without_its_worktree_offers_to_make_it_again(phone: Phone, stack: RunningStack) -> None:
+    chat = new_chat(stack, REPOS[2])
+    removed = stack.wait_job(stack.request("DELETE", f"/admin/worktrees/{REPOS[2]}/{chat['worktree']}")[1])
+    assert removed["status"] == "finished", removed
+    page = phone.page
+    phone.go(f"#/chat/{chat['session_id']}")
+    note = page.locator(".chat-state .warning")
+    expect(note).to_contain_text(f"This chat's worktree was removed (its branch {chat['branch']} is kept)")
+    expect(page.locator("#prompt")).to_be_hidden()
+    phone.shot("chat-without-worktree")
+    note.get_by_role("button", name="Make the worktree again").click()
+    expect(page.locator("#prompt")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(f"The worktree is back, on branch {chat['branch']}.")).to_be_visible()
+    expect(note).to_be_hidden()
+    page.fill("#prompt", "Back to work")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".msg-assistant").last).to_contain_text("Echo: Back to work", timeout=30_000)
+
+
+def test_a_chat_being_prepared_is_cancelled_from_the_phone(
+    phone: Phone, stack: RunningStack, git_server: GitHttpServer, origin: Origin
+) -> None:
+    repo = f"{OWNER}/big{uuid.uuid4().hex[:4]}"
+    origin.create(repo, big_bytes=10_000_000)
+    git_server.delay = 0.05  # the clone takes about 30 s: long enough to be caught
+    try:
+        page = phone.page
+        phone.go("#/new")
+        page.fill("#repo", repo)
+        page.fill("#prompt", "never sent")
+        page.get_by_role("button", name="Start chat").click()
+        card = page.locator(".job-card")
+        expect(card.locator(".step")).to_contain_text("Receiving objects", timeout=30_000)
+        phone.shot("new-chat-cancel")
+        card.get_by_role("button", name="Cancel").click()
+        expect(card.locator(".step")).to_have_text("Cancelled", timeout=20_000)
+        expect(card.get_by_role("button", name="Dismiss")).to_be_visible()
+        phone.fits_narrow_screen("new-chat-cancelled")
+    finally:
+        git_server.delay = 0
+    (job,) = [
+        j for j in stack.request("GET", "/admin/jobs")[1]["jobs"] if j["kind"] == "chat" and repo in j["description"]
+    ]
+    assert job["status"] == "canceled" and job["error"].startswith("cancelled on request in phase repo"), job
+    assert repo not in [r["repo"] for r in stack.request("GET", "/admin/repos")[1]["repos"]]
+    card.get_by_role("button", name="Dismiss").click()
+    expect(page.locator(".job-card")).to_have_count(0)
 
 
 def connected(page: Page, stream: str) -> int:

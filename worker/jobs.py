@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import time
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from rq.job import Job, JobStatus
 
 from domain import periodic, repo_ops
-from domain.chats import ChatRequest, end_chat, push_chat, start_chat
-from domain.gc import Collector, Policy, busy_sessions
+from domain.agent_instances import stop_agents_in
+from domain.chats import ChatRequest, end_chat, push_chat, restore_worktree, start_chat
+from domain.continuing import continue_interrupted
+from domain.gc import Collector, Policy
 from domain.inventory import all_worktrees, default_branch, repo_worktrees
 from domain.locks import repo_lock
 from domain.names import RepoName, parse_repo
@@ -103,17 +106,24 @@ def collect_garbage(dry_run: bool, max_idle_days: float | None = None) -> dict[s
         ctx.redis,
         lock,
         policy,
-        busy_sessions(ctx.layout, ctx.git, Opencode(ctx.settings.opencode_url), ctx.redis),
+        Opencode(ctx.settings.opencode_url),
     ).run()
     summary = {"job_id": ctx.job.id, "started_at": started, "duration_ms": round((time.time() - started) * 1000)}
     periodic.record_last_run(ctx.redis, ctx.settings, {**summary, **report.summary()})
     return {**summary, **report.as_dict()}
 
 
+def _stop_agents(ctx: JobContext, folders: list[Path]) -> None:
+    """Every delete that removes a worktree stops the agent working in it first."""
+    ctx.progress("stopping the agents working there")
+    stop_agents_in(Opencode(ctx.settings.opencode_url), ctx.redis, folders)
+
+
 @reports_errors
 def delete_worktree(repo: str, session_id: str, force: bool) -> dict[str, Any]:
     ctx, name = job_context(), parse_repo(repo)
     with ctx.lock(name):
+        _stop_agents(ctx, [ctx.layout.worktree_path(name, session_id)])
         ctx.progress("removing worktree")
         outcome = repo_ops.remove_worktree(ctx.layout, ctx.git, name, session_id, force)
     return {"repo": str(name), "session_id": session_id, **outcome}
@@ -129,6 +139,7 @@ def delete_repo(repo: str, force: bool) -> dict[str, Any]:
         if worktrees and not force:
             sessions = ", ".join(w.session_id for w in worktrees)
             raise Refused(f"{name} still has worktrees (sessions: {sessions}); use force=true to remove them too")
+        _stop_agents(ctx, [w.path for w in worktrees])
         ctx.progress("removing repo")
         repo_ops.remove_repo(ctx.layout, name, [w.path for w in worktrees])
     return {"repo": str(name), "removed_worktrees": [w.session_id for w in worktrees]}
@@ -149,3 +160,13 @@ def delete_chat(session_id: str, force: bool) -> dict[str, Any]:
 @reports_errors
 def push_chat_branch(session_id: str, title: str | None, body: str, draft: bool) -> dict[str, Any]:
     return push_chat(job_context(), session_id, title, body, draft)
+
+
+@reports_errors
+def restore_chat_worktree(session_id: str) -> dict[str, Any]:
+    return restore_worktree(job_context(), session_id)
+
+
+@reports_errors
+def continue_interrupted_chats() -> dict[str, Any]:
+    return continue_interrupted(job_context())

@@ -12,11 +12,12 @@ from flask_smorest.error_handler import ErrorSchema
 from domain.agent_instances import Instances
 from domain.chat_list import chat_entries
 from domain.chats import require_commits_to_push
+from domain.interruptions import Restarts
 from domain.inventory import default_branch, find_by_opencode_session
-from domain.names import parse_repo, parse_session_id
+from domain.names import parse_model, parse_repo, parse_session_id
 from domain.opencode import Opencode
 from domain.repo_ops import Refused
-from sidecar.api.errors import parse_path, refuse_if_holding_work
+from sidecar.api.errors import parse_path, refuse_if_branch_taken, refuse_if_holding_work
 from sidecar.api.jobs import job_view
 from sidecar.schemas import ChatListSchema, ForceQuery, JobSchema, NewChatRequest, PushRequest
 from sidecar.services import services
@@ -35,6 +36,7 @@ def opencode() -> Opencode:
 class Chats(MethodView):
     @blp.arguments(NewChatRequest)
     @blp.response(202, JobSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="`branch` is checked out in another chat's worktree (named)")
     @blp.alt_response(503, schema=ErrorSchema, description="opencode (or Redis) is unavailable")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Clone or refresh the repo, make a worktree on a new branch, create an opencode session in it and send
@@ -42,11 +44,10 @@ class Chats(MethodView):
         opencode()
         repo, prompt = parse_repo(body["repo"]), body["prompt"]
         title = body["title"] or (prompt.strip().splitlines()[0][:80] if prompt and prompt.strip() else str(repo))
-        model = None
-        if body["model"]:
-            provider, _, model_id = body["model"].partition("/")
-            model = {"providerID": provider, "modelID": model_id}
+        model = parse_model(body["model"]) if body["model"] else None
         label = f"chat-{uuid.uuid4().hex[:12]}"
+        if body["branch"]:
+            refuse_if_branch_taken(services(), repo, body["branch"], label)
         job = services().jobs.enqueue(
             "chat",
             "worker.jobs.create_chat",
@@ -67,7 +68,8 @@ class Chats(MethodView):
         worktrees without a session are listed too (`has_session`, `has_worktree`)."""
         svc = services()  # no health check first: a down opencode fails the session list with the same 503
         client = Opencode(svc.settings.opencode_url)
-        return {"chats": chat_entries(svc.layout, svc.git, Instances(client, svc.jobs.redis))}
+        instances = Instances(client, svc.jobs.redis, Restarts.read(svc.settings))
+        return {"chats": chat_entries(svc.layout, svc.git, instances)}
 
 
 @blp.route("/<session_id>")
@@ -79,9 +81,14 @@ class Chat(MethodView):
     @blp.alt_response(503, schema=ErrorSchema, description="opencode is unavailable")
     def delete(self, query: dict[str, Any], session_id: str) -> dict[str, Any]:
         """Abort the session if busy, remove its worktree (refused while it holds work unless force=true), then
-        delete the session."""
+        delete the session. A chat still being created has its creation job cancelled instead (see
+        `DELETE /admin/jobs/{id}`): the answer is that job, which ends `canceled` with what it made rolled back."""
         session_id = parse_path("session_id", parse_session_id, session_id)
-        svc, client = services(), opencode()
+        svc = services()
+        if (creating := svc.jobs.creating_chat(session_id)) is not None:
+            svc.jobs.cancel(creating)
+            return job_view(svc.jobs.fetch(creating.id) or creating)
+        client = opencode()
         worktree = find_by_opencode_session(svc.layout, svc.git, session_id)
         if worktree is None and client.session(session_id) is None:
             abort(404, message=f"no chat with session {session_id}")

@@ -5,7 +5,7 @@
 
 import { announce, ApiError, del, get, jobFailure, pollJob, post, withQuery } from '../api.js';
 import { stream } from '../events.js';
-import { badge, confirmDialog, errorBox, h, isAbort, plural, put, when } from '../ui.js';
+import { badge, confirmDialog, errorBox, h, isAbort, plural, put, throttle, when } from '../ui.js';
 
 const byId = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
 const MAX_OUTPUT = 4000;
@@ -67,6 +67,7 @@ export function render(root, [sessionId], ctx) {
   let buffer = null;
   let reloadSeq = 0;
   let pending = null; // the prompt being sent, shown until opencode records it
+  let chatState = null; // the sidecar's view (GET /admin/chats/{id}): interrupted (when, why), worktree gone
   const messages = new Map(); // id → {info, parts: Map}
   const openParts = new Set(); // <details> the reader opened, kept open across updates
 
@@ -75,6 +76,7 @@ export function render(root, [sessionId], ctx) {
   const statusSlot = h('span');
   const streamNote = h('p', { class: 'stream-note', 'aria-live': 'polite' });
   const notice = h('div', { 'aria-live': 'polite' });
+  const stateNote = h('div', { class: 'chat-state', 'aria-live': 'polite' });
   const log = h('div', { class: 'messages', 'aria-label': 'Conversation' });
   const changes = h('section', { class: 'changes', 'aria-label': 'Changes', hidden: true });
   const actionsOut = h('div', { 'aria-live': 'polite' });
@@ -107,6 +109,7 @@ export function render(root, [sessionId], ctx) {
     notice,
     log,
     changes,
+    stateNote,
     promptForm,
   );
   put(log, h('p', { class: 'muted' }, 'Loading the conversation…'));
@@ -254,6 +257,47 @@ export function render(root, [sessionId], ctx) {
     }
   }
 
+  /** What the conversation alone does not say: the turn was interrupted (Continue), or the worktree is gone. */
+  function renderState() {
+    const s = chatState;
+    if (s?.has_session && !s.has_worktree) {
+      promptForm.hidden = true;
+      put(
+        stateNote,
+        h(
+          'div',
+          { class: 'warning', role: 'status' },
+          h('p', {}, `This chat's worktree was removed${s.branch ? ` (its branch ${s.branch} is kept)` : ''}, so the agent has nowhere to work. Make it again to go on, or delete the chat.`),
+          h('div', { class: 'row' }, h('button', { type: 'button', class: 'button primary', onclick: restoreWorktree }, 'Make the worktree again'), h('button', { type: 'button', class: 'button danger', onclick: () => remove(false) }, 'Delete chat…')),
+        ),
+      );
+    } else if (s?.status === 'interrupted' && s.interruption) {
+      put(
+        stateNote,
+        h(
+          'div',
+          { class: 'warning', role: 'status' },
+          h('p', {}, 'Interrupted: ', s.interruption.why, s.interruption.at ? [' (', when(s.interruption.at), ')'] : '', '. The agent did not finish this turn.'),
+          h('button', { type: 'button', class: 'button primary', onclick: continueTurn }, 'Continue'),
+        ),
+      );
+    } else {
+      put(stateNote);
+    }
+  }
+
+  async function loadState() {
+    try {
+      chatState = await get(`/admin/chats/${encoded}`, { signal: ctx.signal });
+    } catch (error) {
+      if (isAbort(error)) return;
+      chatState = null; // the conversation shows all the same; this is only a note beside it
+    }
+    renderState();
+  }
+  const stateSoon = throttle(loadState, 1500);
+  ctx.onCleanup(() => stateSoon.cancel());
+
   function renderHead() {
     if (!session) return;
     title.textContent = session.title || 'Untitled chat';
@@ -388,6 +432,7 @@ export function render(root, [sessionId], ctx) {
       case 'session.idle':
         status = event.type === 'session.idle' ? { type: 'idle' } : props.status || { type: 'idle' };
         renderStatus();
+        stateSoon();
         // "Working…" on an unfinished reply depends on the status.
         for (const m of messages.values()) if (m.info.role === 'assistant' && !m.info.time?.completed) scheduleRender(m.info.id);
         return;
@@ -426,12 +471,12 @@ export function render(root, [sessionId], ctx) {
     put(promptError);
     sendButton.disabled = true;
     const lastUser = [...messages.values()].filter((m) => m.info.role === 'user').sort((a, b) => byId(a.info.id, b.info.id)).pop()?.info;
-    const body = { parts: [{ type: 'text', text }] };
-    if (lastUser?.model?.providerID) body.model = { providerID: lastUser.model.providerID, modelID: lastUser.model.modelID };
+    const body = { text };
+    if (lastUser?.model?.providerID) body.model = `${lastUser.model.providerID}/${lastUser.model.modelID}`;
     if (lastUser?.agent) body.agent = lastUser.agent;
     const after = [...messages.keys()].sort(byId).pop() || '';
     try {
-      await post(withQuery(`/session/${encoded}/prompt_async`, { directory }), body, { signal: ctx.signal });
+      await post(`/admin/chats/${encoded}/prompt`, body, { signal: ctx.signal });
       input.value = '';
       pending = { text, after };
       scheduleRender('pending'); // no message changed: only the bubble being sent is drawn
@@ -451,6 +496,29 @@ export function render(root, [sessionId], ctx) {
     } catch (error) {
       if (!isAbort(error)) put(actionsOut, errorBox(error, 'Could not abort'));
       abortButton.disabled = false;
+    }
+  }
+
+  async function continueTurn(event) {
+    event.currentTarget.disabled = true;
+    try {
+      await post(`/admin/chats/${encoded}/continue`, {}, { signal: ctx.signal });
+      put(stateNote, h('p', { class: 'notice', role: 'status' }, 'Asked the agent to keep going.'));
+      if (connection !== 'live') reload();
+    } catch (error) {
+      if (!isAbort(error)) put(stateNote, errorBox(error, 'Could not continue'));
+    }
+  }
+
+  async function restoreWorktree() {
+    try {
+      const done = await runJob(() => post(`/admin/chats/${encoded}/worktree`, {}, { signal: ctx.signal }), 'Making the worktree again');
+      if (done.status !== 'finished') throw new ApiError(jobFailure(done));
+      put(actionsOut, h('p', { class: 'notice' }, `The worktree is back, on branch ${done.result?.branch}.`));
+      promptForm.hidden = false;
+      loadState();
+    } catch (error) {
+      if (!isAbort(error)) put(actionsOut, errorBox(error, 'The worktree was not made again'));
     }
   }
 
@@ -536,7 +604,10 @@ export function render(root, [sessionId], ctx) {
     renderStatus();
     const events = stream(withQuery('/event', { directory }), {
       onEvent,
-      onOpen: reload,
+      onOpen: () => {
+        reload();
+        stateSoon();
+      },
       onState: (state) => {
         connection = state;
         put(streamNote, state === 'reconnecting' ? 'Reconnecting to the live stream…' : '');
@@ -544,6 +615,7 @@ export function render(root, [sessionId], ctx) {
     });
     ctx.onCleanup(() => events.close());
     reload();
+    loadState();
   })();
   ctx.onCleanup(() => frame !== null && cancelAnimationFrame(frame));
 }

@@ -6,11 +6,12 @@ import { stream } from '../events.js';
 import { badge, bytes, errorBox, h, isAbort, onVisible, plural, put, throttle, when } from '../ui.js';
 
 const CACHE = 'mecodes.chats';
-const STATUS = { idle: 'idle', busy: 'busy', retry: 'error · retrying', error: 'error' };
+const STATUS = { idle: 'idle', busy: 'busy', retry: 'error · retrying', error: 'error', interrupted: 'interrupted' };
+const KIND = { retry: 'error', interrupted: 'warn' };
 
 function statusBadge(status) {
   if (!status) return badge('no session', 'muted');
-  return badge(STATUS[status] || status, status === 'retry' ? 'error' : status);
+  return badge(STATUS[status] || status, KIND[status] || status);
 }
 
 function flags(chat) {
@@ -28,6 +29,7 @@ function chatItem(chat) {
     h('span', { class: 'item-meta' }, [chat.repo, chat.branch].filter(Boolean).join(' · ') || '—'),
     h('span', { class: 'item-meta' }, statusBadge(chat.status), ' ', flags(chat), ' ', chat.disk_bytes ? `${bytes(chat.disk_bytes)} · ` : '', when(chat.last_activity)),
     chat.last_error ? h('span', { class: 'item-meta error-text' }, `The last reply failed: ${chat.last_error}`) : null,
+    chat.interruption ? h('span', { class: 'item-meta warn-text' }, `Interrupted: ${chat.interruption.why}. Open it to continue.`) : null,
   ];
   if (chat.has_session && chat.session_id) {
     return h('li', {}, h('a', { class: 'item', href: `#/chat/${encodeURIComponent(chat.session_id)}`, 'data-session': chat.session_id }, body));
