@@ -117,7 +117,7 @@ def main() -> None:
     layout.ensure()
     queue = Queue(settings.queue_name, connection=redis)
     recover(queue, layout, Git(settings))
-    if settings.auto_continue:  # the chats a restart cut short carry on (domain.auto_continue)
+    if settings.auto_continue:  # the chats a restart cut short carry on (domain.continuing)
         queue.enqueue("worker.jobs.continue_interrupted_chats", meta={"kind": "continue"}, description="continue")
     if periodic_jobs(settings):
         spawn_scheduler(settings)
