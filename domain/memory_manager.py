@@ -19,6 +19,7 @@ from redis import Redis
 from domain import memory, procman
 from domain.agent_instances import Instances, newest_updates
 from domain.config import Settings
+from domain.interruptions import Restarts
 from domain.opencode import Opencode
 
 SETTLE_SECONDS = 3  # a prompt just sent shows as an update at once, but its session turns busy a moment later
@@ -36,7 +37,8 @@ def agent_pss_mb(settings: Settings) -> float | None:
 
 
 def restart_agent_if_idle(opencode: Opencode, redis: Redis, settings: Settings, quiet: float) -> dict[str, Any]:
-    """Restart opencode when it holds more than MECODES_AGENT_RESTART_MB, no session is busy and none was
+    """Restart opencode when it holds more than MECODES_AGENT_RESTART_MB, no session is busy or finishing a turn
+    (idle an instant before its reply's end is recorded; a turn known to be interrupted does not count) and none was
     updated in the last `quiet` seconds, and a session was updated since the last restart (else the restart
     would give nothing back: a limit below opencode's idle size must not restart it over and over). Says what
     it did, and why not when it did not."""
@@ -56,9 +58,12 @@ def restart_agent_if_idle(opencode: Opencode, redis: Redis, settings: Settings, 
     quiet = max(quiet, SETTLE_SECONDS)
     if time.time() - latest / 1000 < quiet:
         return {**decision, "why": f"a chat changed in the last {quiet:.0f} s"}
-    instances = Instances(opencode, redis)
-    if busy := sorted(instances.statuses(sessions)):
+    instances = Instances(opencode, redis, Restarts.read(settings))
+    agents = instances.look(sessions, errors_for={s["id"] for s in sessions})
+    if busy := sorted(agents.status):
         return {**decision, "why": f"chats are working: {', '.join(busy)}"}
+    if finishing := sorted(set(newest_updates(sessions)) - agents.idle):  # idle, its reply not yet recorded
+        return {**decision, "why": f"chats are finishing a turn: {', '.join(finishing)}"}
     instances.release_all(sessions)  # every instance ends with the restart
     if not procman.request_restart(settings.run_dir, settings.stack_pid, procman.AGENT):
         return {**decision, "why": "procman did not take the restart request"}
