@@ -127,19 +127,19 @@ class Instances:
                 found.update(statuses)
         return found
 
-    def look(self, sessions: list[dict[str, Any]], errors_for: set[str]) -> AgentStates:
-        """Each session's status, and how the last turn ended for the sessions in `errors_for`; opencode is asked
+    def look(self, sessions: list[dict[str, Any]], outcomes_for: set[str]) -> AgentStates:
+        """Each session's status, and how the last turn ended for the sessions in `outcomes_for`; opencode is asked
         only about directories not known to be idle (one status call each, and one call per idle session in
-        `errors_for`), and those seen idle long enough are remembered as settled."""
+        `outcomes_for`), and those seen idle long enough are remembered as settled."""
         known_idle = self.known_idle(sessions)
         grouped = by_directory(sessions)
         status: dict[str, str] = {}
-        outcomes = {sid: o for sid, o in self.remembered_outcomes().items() if sid in errors_for}
+        outcomes = {sid: o for sid, o in self.remembered_outcomes().items() if sid in outcomes_for}
         idle = set(known_idle)
 
         def ask(directory: str) -> tuple[str, dict[str, str], dict[str, LastReply]]:
             found = self.opencode.statuses(directory)
-            asked = [s["id"] for s in grouped[directory] if s["id"] in errors_for and s["id"] not in found]
+            asked = [s["id"] for s in grouped[directory] if s["id"] in outcomes_for and s["id"] not in found]
             return directory, found, {sid: self.opencode.last_reply(sid, directory) for sid in asked}
 
         with ThreadPoolExecutor(CALLS_IN_PARALLEL) as pool:
@@ -191,12 +191,13 @@ class Instances:
         self.opencode.dispose(directory)
         self.redis.hset(RELEASED_KEY, directory, newest)
 
-    def release_all(self, sessions: list[dict[str, Any]]) -> None:
-        """Before opencode restarts, which ends every instance: what `release` remembers, for every live one."""
+    def release_all(self, sessions: list[dict[str, Any]], agents: AgentStates) -> None:
+        """Before opencode restarts, which ends every instance: what `release` remembers, for every live one, taken
+        from `agents`, a look just made at all of `sessions` that found every directory idle."""
         released, newest = self.released(sessions), newest_updates(sessions)
         for directory, its_sessions in by_directory(sessions).items():
             if directory not in released:
-                self._remember_outcomes(directory, its_sessions)
+                self._remember({s["id"]: agents.outcomes.get(s["id"]) for s in its_sessions})
                 self.redis.hset(RELEASED_KEY, directory, newest[directory])
 
     def _remember_outcomes(self, directory: str, sessions: list[dict[str, Any]]) -> None:

@@ -35,7 +35,7 @@ def chat_entries(layout: Layout, git: Git, instances: Instances) -> list[dict[st
         worktrees = all_worktrees(layout, git, with_state=False)
         sessions = asked.result()
     by_session = {w.opencode_session: w for w in worktrees if w.opencode_session}
-    agents = instances.look(sessions, errors_for=set(by_session))
+    agents = instances.look(sessions, outcomes_for=set(by_session))
     held = WorkStates(layout, git, instances.redis).of(worktrees, newest_updates(sessions), agents.idle)
 
     def entry(session: dict[str, Any] | None, worktree: WorktreeInfo | None) -> dict[str, Any]:

@@ -37,7 +37,7 @@ def continue_turn(opencode: Opencode, redis: Redis, restarts: Restarts, session:
     if not redis.set(f"{CONTINUING_KEY}{session_id}", 1, nx=True, ex=30):
         raise NotInterrupted("this chat is being continued right now")
     try:
-        agents = Instances(opencode, redis, restarts).look([session], errors_for={session_id})
+        agents = Instances(opencode, redis, restarts).look([session], outcomes_for={session_id})
         if session_id in agents.status:
             raise NotInterrupted("the agent is working on this chat; there is nothing to continue")
         outcome = agents.outcomes.get(session_id)
@@ -65,7 +65,7 @@ def continue_interrupted(work: Work) -> dict[str, Any]:
     chats = {w.opencode_session for w in worktrees if w.exists and w.opencode_session}
     sessions = [s for s in opencode.sessions() if s["id"] in chats]
     restarts = Restarts.read(work.settings)
-    agents = Instances(opencode, work.redis, restarts).look(sessions, errors_for=chats)
+    agents = Instances(opencode, work.redis, restarts).look(sessions, outcomes_for=chats)
     continued, skipped = [], []
     for session in sessions:
         outcome = agents.outcomes.get(session["id"])

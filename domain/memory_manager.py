@@ -59,12 +59,12 @@ def restart_agent_if_idle(opencode: Opencode, redis: Redis, settings: Settings, 
     if time.time() - latest / 1000 < quiet:
         return {**decision, "why": f"a chat changed in the last {quiet:.0f} s"}
     instances = Instances(opencode, redis, Restarts.read(settings))
-    agents = instances.look(sessions, errors_for={s["id"] for s in sessions})
+    agents = instances.look(sessions, outcomes_for={s["id"] for s in sessions})
     if busy := sorted(agents.status):
         return {**decision, "why": f"chats are working: {', '.join(busy)}"}
     if finishing := sorted(set(newest_updates(sessions)) - agents.idle):  # idle, its reply not yet recorded
         return {**decision, "why": f"chats are finishing a turn: {', '.join(finishing)}"}
-    instances.release_all(sessions)  # every instance ends with the restart
+    instances.release_all(sessions, agents)  # every instance ends with the restart
     if not procman.request_restart(settings.run_dir, settings.stack_pid, procman.AGENT):
         return {**decision, "why": "procman did not take the restart request"}
     redis.set(RESTARTED_KEY, latest)
