@@ -40,6 +40,7 @@ from domain.inventory import (
 from domain.layout import Layout, session_from_folder
 from domain.names import SLUG_SEPARATOR, InvalidName, RepoName
 from domain.opencode import Opencode, OpencodeError, OpencodeUnavailable
+from domain.processes import worktree_of
 
 DAY = 86400.0
 
@@ -99,13 +100,12 @@ def _newest_change(path: Path) -> float:
     return newest
 
 
-def _processes_by_cwd(under: Path) -> dict[Path, int]:
-    """The worktree folder each process with its cwd inside `under` runs in, and one such pid."""
+def _processes_by_worktree(layout: Layout) -> dict[Path, int]:
+    """The worktree folder each process with its cwd in a worktree runs in, and one such pid."""
     found: dict[Path, int] = {}
     for proc in psutil.process_iter(["pid", "cwd"]):
-        cwd = proc.info.get("cwd")
-        if cwd and cwd.startswith(f"{under}/"):
-            found.setdefault(under / Path(cwd).relative_to(under).parts[0], proc.info["pid"])
+        if folder := worktree_of(layout, proc.info.get("cwd")):
+            found.setdefault(layout.worktrees_dir / folder, proc.info["pid"])
     return found
 
 
@@ -116,7 +116,7 @@ class Collector:
         self.busy_sessions = busy_sessions(layout, git, opencode, redis)
         self.now = time.time()
         self.report = Report(policy)
-        self.busy = _processes_by_cwd(layout.worktrees_dir)
+        self.busy = _processes_by_worktree(layout)
         self.trash: list[Path] = []  # removed folders, deleted once the repo's lock is released
         self.prune = False  # git must forget worktrees of the repo at hand
 
