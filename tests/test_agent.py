@@ -105,8 +105,11 @@ def test_the_agents_commit_goes_out_as_a_pull_request(
     author = "-c user.name=Agent -c user.email=agent@example.com"
     task = f"RUN echo fixed > fix.txt && git add fix.txt && git {author} commit -qm 'Fix the bug'"
     chat = new_chat(stack, repo=repo, prompt=task)["result"]
-    entry = wait_until(lambda: (c := listed(stack, chat["session_id"]))["unpushed_commits"] == 1 and c, 60, "a commit")
-    assert settled(stack, chat["session_id"], "idle")["dirty"] is False and entry["dirty"] is False
+    # status and the commit count are two git commands; a list taken while the agent commits may see the staged
+    # file and the new commit at once, so what the commit left is read once the turn is over
+    wait_until(lambda: listed(stack, chat["session_id"])["unpushed_commits"] == 1, 60, "a commit")
+    entry = settled(stack, chat["session_id"], "idle")
+    assert (entry["unpushed_commits"], entry["dirty"]) == (1, False)
 
     pushed = stack.api.wait(stack.client.post(f"/admin/chats/{chat['session_id']}/push", json={}).get_json())
     assert pushed["status"] == "finished", pushed
