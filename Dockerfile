@@ -21,6 +21,7 @@ COPY bin/ bin/
 COPY domain/ domain/
 COPY sidecar/ sidecar/
 COPY worker/ worker/
+COPY gate/ gate/
 COPY web/ web/
 COPY Procfile Caddyfile ./
 

@@ -67,7 +67,7 @@ def production_stack(
 ) -> Iterator[ProductionStack]:
     """`bin/start` on free loopback ports with its data in `tmp` (its command line passed through `wrap`, to run it
     inside a memory cgroup say); yields once /admin/health is 200 through Caddy, stops it with SIGTERM at the end."""
-    ports = {name: free_port() for name in ("HTTP", "REDIS", "OPENCODE", "SIDECAR")}
+    ports = {name: free_port() for name in ("HTTP", "REDIS", "OPENCODE", "SIDECAR", "GATE")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MECODES_", "REDIS_URL", "OPENCODE_URL"))}
     env |= {f"MECODES_{name}_PORT": str(port) for name, port in ports.items()}
     env |= {

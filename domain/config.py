@@ -5,6 +5,7 @@ Every variable is documented in the README's configuration table; keep the two i
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T", int, float)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _number(name: str, default: T, kind: Callable[[str], T], minimum: T | None) -> T:
@@ -43,6 +45,15 @@ def _switch(name: str, default: bool) -> bool:
     if raw not in {"0", "1", "true", "false", "on", "off", "yes", "no"}:
         raise SystemExit(f"{name} must be on or off (1/0, true/false, yes/no), got {raw!r}")
     return raw in {"1", "true", "on", "yes"}
+
+
+def _networks(name: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR ranges (`10.0.0.0/8, ::1`); empty: none."""
+    raw = os.environ.get(name, "")
+    try:
+        return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be addresses or CIDR ranges separated by commas, got {raw!r} ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,13 @@ class Settings:
     chat_memory_wait: int
     agent_restart_mb: int
     agent_restart_quiet: int
+    auth_user: str
+    auth_hash: str
+    login_failures: int
+    login_window: int
+    login_ban: int
+    login_ban_max: int
+    trusted_proxies: tuple[Network, ...]
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -119,4 +137,11 @@ def load_settings() -> Settings:
         chat_memory_wait=_int("MECODES_CHAT_MEMORY_WAIT", 1800),
         agent_restart_mb=_int("MECODES_AGENT_RESTART_MB", 400),
         agent_restart_quiet=_int("MECODES_AGENT_RESTART_QUIET", 120),
+        auth_user=os.environ.get("CADDY_AUTH_USER", ""),
+        auth_hash=os.environ.get("CADDY_AUTH_HASH", ""),
+        login_failures=_int("MECODES_LOGIN_FAILURES", 5, minimum=1),
+        login_window=_int("MECODES_LOGIN_WINDOW", 60, minimum=1),
+        login_ban=_int("MECODES_LOGIN_BAN", 60, minimum=1),
+        login_ban_max=_int("MECODES_LOGIN_BAN_MAX", 3600, minimum=1),
+        trusted_proxies=_networks("MECODES_TRUSTED_PROXY"),
     )

@@ -39,7 +39,7 @@ def build_app(settings: Settings | None = None) -> Flask:
     api = Api(app, spec_kwargs={"extra_plugins": [UnsupportedMediaTypeDoc()]})
     app.before_request(refuse_unless_json)
 
-    from sidecar.api import chat_turns, chats, gc, github, jobs, processes, repos, system, worktrees
+    from sidecar.api import chat_turns, chats, gc, github, jobs, logins, processes, repos, system, worktrees
 
     blueprints = (
         chats.blp,
@@ -51,6 +51,7 @@ def build_app(settings: Settings | None = None) -> Flask:
         gc.blp,
         processes.blp,
         system.blp,
+        logins.blp,
     )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)

@@ -326,3 +326,28 @@ class PushRequest(StrictSchema):
     title = fields.String(load_default=None, validate=validate.Length(min=1, max=256))
     body = fields.String(load_default="", validate=validate.Length(max=60_000))
     draft = fields.Boolean(load_default=False)
+
+
+class LoginClientSchema(StrictSchema):
+    address = fields.String(metadata={"description": "the client's address (an IPv6 client's /64)"})
+    failures = fields.Integer(metadata={"description": "wrong passwords, each one bcrypt"})
+    bans = fields.Integer()
+    refused = fields.Integer(metadata={"description": "requests answered 429 while banned, no hash computed"})
+    last_at = fields.DateTime(metadata={"description": "its last failure or ban"})
+    banned_until = fields.DateTime(allow_none=True, metadata={"description": "the end of a ban still running"})
+
+
+class LoginLimitsSchema(StrictSchema):
+    failures = fields.Integer(metadata={"description": "failures allowed in the window (MECODES_LOGIN_FAILURES)"})
+    window_seconds = fields.Integer()
+    ban_seconds = fields.Integer(metadata={"description": "the first ban; each further one in 24 h doubles"})
+    ban_max_seconds = fields.Integer()
+
+
+class LoginReportSchema(StrictSchema):
+    since = fields.DateTime()
+    failures = fields.Integer()
+    bans = fields.Integer()
+    refused = fields.Integer()
+    clients = fields.List(fields.Nested(LoginClientSchema), metadata={"description": "most recent first"})
+    limits = fields.Nested(LoginLimitsSchema)

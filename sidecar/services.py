@@ -9,6 +9,7 @@ from flask import current_app
 from domain.config import Settings
 from domain.gitcmd import Git
 from domain.layout import Layout
+from domain.login_limits import LoginLimits
 from domain.redis_client import connect
 from sidecar.jobqueue import JobQueue
 
@@ -19,12 +20,14 @@ class Services:
     layout: Layout
     git: Git
     jobs: JobQueue
+    logins: LoginLimits
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
         layout = Layout(settings.data_dir)
         layout.ensure()
-        return cls(settings, layout, Git(settings), JobQueue(connect(settings), settings))
+        redis = connect(settings)
+        return cls(settings, layout, Git(settings), JobQueue(redis, settings), LoginLimits(redis, settings))
 
 
 def services() -> Services:

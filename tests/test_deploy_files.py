@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -45,6 +46,7 @@ def test_fly_toml() -> None:
     assert env["GITHUB_USER"] and env["MECODES_DATA_DIR"] == "/vol/projects"
     assert env["MECODES_OPENCODE_HOME"].startswith("/vol/")
     assert fly["kill_timeout"] >= int(env["MECODES_STOP_GRACE"]) + 15  # grace, cold stop, the rest
+    assert [ipaddress.ip_network(n) for n in env["MECODES_TRUSTED_PROXY"].split(",")]  # Fly-Client-IP believed
 
 
 def test_deploy_workflow() -> None:
@@ -69,6 +71,7 @@ def caddy_config() -> dict:
         "MECODES_HTTP_PORT": "8080",
         "MECODES_HTTP_BIND": "0.0.0.0",
         "MECODES_SIDECAR_PORT": "4097",
+        "MECODES_GATE_PORT": "4098",
         "MECODES_OPENCODE_PORT": "4096",
         "MECODES_WEB_ROOT": str(ROOT / "web"),
     }
@@ -88,12 +91,14 @@ def test_caddyfile_routes() -> None:
     assert config["admin"]["disabled"] is True
     routes = config["apps"]["http"]["servers"]["srv0"]["routes"]
     text = {json.dumps(r.get("match")): json.dumps(r) for r in routes}
+    gate = '"uri": "/auth/basic"'  # forward_auth to the gate (127.0.0.1:4098), before anything else
     health = text[json.dumps([{"path": ["/admin/health"]}])]
-    assert '"authentication"' not in health and "127.0.0.1:4097" in health
+    assert gate not in health and "127.0.0.1:4098" not in health and "127.0.0.1:4097" in health
     admin = text[json.dumps([{"path": ["/admin", "/admin/*"]}])]
-    assert '"authentication"' in admin and '"delete": ["Authorization"]' in admin and "127.0.0.1:4097" in admin
+    assert admin.index(gate) < admin.index('"delete": ["Authorization"]') and "127.0.0.1:4098" in admin
+    assert '"X-Mecodes-Peer": ["{http.request.remote.host}"]' in admin and "127.0.0.1:4097" in admin
     rest = text["null"]
-    assert '"authentication"' in rest and '"file_server"' in rest
+    assert rest.index(gate) < rest.index('"file_server"') and "127.0.0.1:4098" in rest
     assert '"flush_interval": -1' in rest and "127.0.0.1:4096" in rest and '"delete": ["Authorization"]' in rest
 
 
@@ -101,11 +106,12 @@ def test_procfile_binds_everything_to_loopback() -> None:
     entries = dict(
         line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line and line[0] != "#"
     )
-    assert list(entries) == ["redis", "opencode", "sidecar", "worker", "caddy"]
+    assert list(entries) == ["redis", "opencode", "sidecar", "worker", "gate", "caddy"]
     assert "--bind 127.0.0.1" in entries["redis"] and '--save ""' in entries["redis"]
     assert "--hostname 127.0.0.1" in entries["opencode"]
     assert '--bind "127.0.0.1:' in entries["sidecar"] and "--workers 1" in entries["sidecar"]
     assert "sidecar:create_app()" in entries["sidecar"] and "python -m worker" in entries["worker"]
+    assert '-m gate 127.0.0.1 "$MECODES_GATE_PORT"' in entries["gate"]
     assert "after-healthy" in entries["caddy"] and "/global/health" in entries["caddy"]
 
 

@@ -1,5 +1,5 @@
-"""The layers: the domain imports neither Flask nor RQ nor the packages above it; the API and the jobs import the
-domain and never each other; every job the API enqueues by name exists."""
+"""The layers: the domain imports neither Flask nor RQ nor the packages above it; the API, the jobs and the login gate
+import the domain and never each other; every job the API enqueues by name exists."""
 
 from __future__ import annotations
 
@@ -32,9 +32,10 @@ def imported_packages(package: str) -> dict[str, set[str]]:
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
-        ("domain", WEB_FRAMEWORK | JOB_QUEUE | {"sidecar", "worker"}),
-        ("sidecar", {"worker"}),
-        ("worker", WEB_FRAMEWORK | {"sidecar"}),
+        ("domain", WEB_FRAMEWORK | JOB_QUEUE | {"sidecar", "worker", "gate"}),
+        ("sidecar", {"worker", "gate"}),
+        ("worker", WEB_FRAMEWORK | {"sidecar", "gate"}),
+        ("gate", WEB_FRAMEWORK | JOB_QUEUE | {"sidecar", "worker"}),
     ],
 )
 def test_package_keeps_to_its_layer(package: str, forbidden: set[str]) -> None:
