@@ -210,7 +210,9 @@ def stack(
         origin.create(name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GITHUB_API_URL", github.url)  # the sidecar lists the local stand-in's repos
-        running = start_stack(tmp_path_factory.mktemp("webstack"), origin, llm.url, git_server.base_url)
+        # Fly-Client-IP believed from 127.0.0.1: a test's guessers get banned under addresses of their own.
+        tmp = tmp_path_factory.mktemp("webstack")
+        running = start_stack(tmp, origin, llm.url, git_server.base_url, MECODES_TRUSTED_PROXY="127.0.0.1/32")
     yield running
     if running.proc.poll() is None:
         running.proc.send_signal(signal.SIGTERM)
@@ -784,6 +786,22 @@ def test_resources_show_the_memory_of_each_service(phone: Phone) -> None:
     expect(commands.first).to_be_visible()
     phone.shot("resources-memory")
     phone.fits_narrow_screen("resources-memory")
+
+
+def test_resources_list_failed_logins_and_bans(phone: Phone, stack: RunningStack) -> None:
+    guesser = "198.51.100.50"
+    for i in range(6):
+        wrong = stack.request("GET", "/admin/repos", auth=(USER, f"guess{i}"), headers={"Fly-Client-IP": guesser})
+        assert wrong[0] == (401 if i < 5 else 429)
+    page = phone.page
+    phone.go("#/resources")
+    logins = page.get_by_role("region", name="Failed logins")
+    entry = logins.locator(f'[data-login="{guesser}"]')
+    expect(entry).to_contain_text(re.compile(r"5 wrong passwords · 1 ban · \d+ requests? refused · last"))
+    expect(entry.locator(".badge")).to_contain_text("banned until")
+    expect(logins).to_contain_text("An address is banned for 1 min after 5 wrong passwords within 1 min")
+    phone.shot("resources-logins")
+    phone.fits_narrow_screen("resources-logins")
 
 
 def test_an_orphan_is_killed_from_resources_only_once_confirmed(phone: Phone, stack: RunningStack) -> None:

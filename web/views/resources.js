@@ -1,8 +1,9 @@
-// Resources: disk usage, memory, worktrees, cached repos, processes (in worktrees, orphans), garbage collection, recent jobs.
+// Resources: disk usage, memory, worktrees, cached repos, processes (in worktrees, orphans), failed logins, garbage
+// collection, recent jobs.
 // Every delete or kill asks first; a refusal from the server is shown in its own words.
 
 import { announce, del, get, jobFailure, onChange, pollJob, post, TERMINAL, withQuery } from '../api.js';
-import { badge, bytes, confirmDialog, duration, errorBox, h, isAbort, onVisible, plural, put, throttle, when } from '../ui.js';
+import { badge, bytes, confirmDialog, duration, errorBox, h, isAbort, onVisible, plural, put, throttle, toDate, when } from '../ui.js';
 
 function section(id, title, ...extra) {
   const body = h('div', { class: 'section-body', 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Loading…'));
@@ -16,11 +17,12 @@ export function render(root, _params, ctx) {
   const worktrees = section('worktrees', 'Worktrees');
   const repos = section('repos', 'Cached repos');
   const processes = section('processes', 'Processes');
+  const logins = section('logins', 'Failed logins');
   const gcOut = h('div', { class: 'gc-run', 'aria-live': 'polite' });
   const gc = section('gc', 'Garbage collection');
   const jobs = section('jobs', 'Recent jobs');
   const refreshAll = h('button', { type: 'button', class: 'button', onclick: () => loadAll() }, 'Refresh');
-  put(root, h('div', { class: 'row spread' }, h('h1', {}, 'Resources'), refreshAll), disk.el, memory.el, worktrees.el, repos.el, processes.el, gc.el, jobs.el);
+  put(root, h('div', { class: 'row spread' }, h('h1', {}, 'Resources'), refreshAll), disk.el, memory.el, worktrees.el, repos.el, processes.el, logins.el, gc.el, jobs.el);
 
   const signal = ctx.signal;
   async function load(target, path, show) {
@@ -269,6 +271,31 @@ export function render(root, _params, ctx) {
     put(processes.body, list.length ? h('ul', { class: 'list' }, list.map(processItem)) : h('p', { class: 'empty' }, 'Nothing runs in the worktrees, and no orphan.'));
   }
 
+  // ---- failed logins
+
+  function loginItem(c) {
+    const bannedUntil = toDate(c.banned_until);
+    return h(
+      'li',
+      { class: 'item', 'data-login': c.address },
+      h('span', { class: 'item-title' }, c.address, bannedUntil ? [' ', badge(`banned until ${bannedUntil.toLocaleTimeString()}`, 'warn')] : null),
+      h('span', { class: 'item-meta' }, `${plural(c.failures, 'wrong password')} · ${plural(c.bans, 'ban')} · ${plural(c.refused, 'request')} refused · last `, when(c.last_at)),
+    );
+  }
+
+  function showLogins(r) {
+    const limits = r.limits;
+    const rule = `An address is banned for ${duration(limits.ban_seconds)} after ${plural(limits.failures, 'wrong password')} within ${duration(limits.window_seconds)}; each further ban within a day lasts twice as long, up to ${duration(limits.ban_max_seconds)}.`;
+    put(
+      logins.body,
+      r.clients.length
+        ? h('p', {}, `In the last 24 hours: ${plural(r.failures, 'wrong password')} from ${plural(r.clients.length, 'address', 'addresses')}, ${plural(r.bans, 'ban')}, ${plural(r.refused, 'request')} refused while banned.`)
+        : h('p', { class: 'empty' }, 'No failed logins in the last 24 hours.'),
+      r.clients.length ? h('ul', { class: 'list' }, r.clients.map(loginItem)) : null,
+      h('p', { class: 'hint' }, rule),
+    );
+  }
+
   // ---- garbage collection
 
   const idleInput = h('input', { id: 'gc-idle', type: 'number', min: '0', max: '3650', inputmode: 'numeric', placeholder: 'default' });
@@ -353,6 +380,7 @@ export function render(root, _params, ctx) {
     load(worktrees, '/admin/worktrees', showWorktrees);
     load(repos, '/admin/repos', showRepos);
     load(processes, '/admin/processes', showProcesses);
+    load(logins, '/admin/logins', showLogins);
     load(gc, '/admin/gc', showGc);
     loadJobs();
   }
