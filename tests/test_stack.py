@@ -275,9 +275,10 @@ def service(stack: RunningStack, name: str) -> psutil.Process:
     return psutil.Process(service_pid(stack, name))
 
 
-@pytest.mark.parametrize("name", ["redis", "worker", "opencode", "sidecar"])
+@pytest.mark.parametrize("name", ["redis", "worker", "opencode", "sidecar", "gate"])
 def test_a_killed_service_is_restarted_alone(stack: RunningStack, name: str) -> None:
-    others = {n: service_pid(stack, n) for n in ("redis", "worker", "opencode", "sidecar", "caddy") if n != name}
+    services = ("redis", "worker", "opencode", "sidecar", "gate", "caddy")
+    others = {n: service_pid(stack, n) for n in services if n != name}
     victim = service(stack, name)
     victim.kill()
     victim.wait(10)
