@@ -3,8 +3,9 @@
 Most requests are decided in memory, at once (`quick`): a banned client is refused (429), no credentials ask for them
 (401), the right credentials already verified pass, and while the one bcrypt slot is taken any other guess is told
 to come back (503). Only what is left, a guess from a client within its limit while the slot is free, goes to
-`check`, which blocks: the try is counted in Redis first, then hashed; the limit's last failure bans the client, in
-Redis and in memory. So no refusal costs a hash or a Redis call, and a flood of them costs the gate little.
+`check`, which blocks: holding the slot, it counts the try in Redis, hashes it, and records a failure (the limit's
+last one bans the client, in Redis and in memory) before it lets the slot go. So no refusal costs a hash or a Redis
+call, a flood of them costs the gate little, and tries are counted one at a time, exactly.
 
 Without Redis nothing can be counted, so no guess is hashed: only credentials already verified pass, and the owner
 keeps working while Redis restarts.
@@ -16,6 +17,7 @@ import base64
 import binascii
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -65,6 +67,7 @@ class LoginGate:
         self.limits = limits
         self._bans: dict[str, float] = {}  # client -> time.monotonic() when its ban ends
         self._refused: Counter[str] = Counter()  # refused while banned, since the last take_refused()
+        self._slot = threading.Lock()  # held by the one try being counted and hashed
 
     def load_bans(self) -> None:
         """Take over the bans still running in Redis (the gate restarted)."""
@@ -89,7 +92,7 @@ class LoginGate:
             return ASK
         if self.password.remembered(credentials):
             return PASS
-        return BUSY if self.password.busy else None
+        return BUSY if self._slot.locked() else None
 
     def check(self, credentials: Credentials | None, client: str) -> Verdict:
         """The full decision; blocks for Redis and, within the client's limit, for bcrypt (about a second)."""
@@ -102,21 +105,23 @@ class LoginGate:
             return NO_REDIS
 
     def _try(self, credentials: Credentials, client: str) -> Verdict:
-        number = self.limits.begin_try(client)
-        if number > self.limits.failures:  # tries racing the one that banned it
-            return _refused(client, self._ban_left(client) or self.limits.first_ban)
-        right = self.password.verify(credentials)
-        if right is None:
-            self.limits.cancel_try(client)
+        if not self._slot.acquire(blocking=False):
             return BUSY
-        if right:
-            self.limits.succeeded(client)
-            return PASS
-        log.warning("login failed from %s (%d of %d in %d s)", client, number, self.limits.failures, self.limits.window)
-        if ban := self.limits.failed(client, number):
-            self._bans[client] = time.monotonic() + ban.seconds
-            log.warning("login: %s banned for %d s (ban %d in 24 h)", client, ban.seconds, ban.strike)
-        return WRONG
+        try:
+            number = self.limits.count_try(client)
+            if number > self.limits.failures:  # banned meanwhile
+                return _refused(client, self._ban_left(client) or self.limits.first_ban)
+            if self.password.verify(credentials):
+                self.limits.succeeded(client)
+                return PASS
+            limit = f"{number} of {self.limits.failures} in {self.limits.window} s"
+            log.warning("login failed from %s (%s)", client, limit)
+            if ban := self.limits.failed(client, number):
+                self._bans[client] = time.monotonic() + ban.seconds
+                log.warning("login: %s banned for %d s (ban %d in 24 h)", client, ban.seconds, ban.strike)
+            return WRONG
+        finally:
+            self._slot.release()
 
     def take_refused(self) -> dict[str, int]:
         """The refusals counted since the last call, by client (to be added to Redis in one go)."""

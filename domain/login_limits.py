@@ -2,9 +2,9 @@
 
 A client may fail `login_failures` times within `login_window` seconds; its last allowed failure bans it for
 `login_ban` seconds, and each further ban within 24 hours doubles, up to `login_ban_max`. A try is counted before
-its password is hashed (and handed back if it never was), so concurrent tries from one client cannot slip past the
-limit. Bans are also kept in the gate's memory (domain/login_gate.py), which refuses banned clients without asking
-Redis; what it refused is added here in batches, not request by request: a banned client may send thousands.
+its password is hashed, by the gate's one try at a time. Bans are also kept in the gate's memory
+(domain/login_gate.py), which refuses banned clients without asking Redis; what it refused is added here in batches,
+not request by request: a banned client may send thousands.
 """
 
 from __future__ import annotations
@@ -29,17 +29,14 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
-# KEYS: failures. A try that was never hashed is handed back (unless its window ended meanwhile).
-_UNTRY = """
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECR', KEYS[1]) end
-"""
-# KEYS: ban, strikes, failures. ARGV: first ban, longest ban, day. Returns {seconds, strike}.
+# KEYS: ban, strikes, failures. ARGV: first ban, longest ban, day, the limit. Returns {seconds, strike}. The count
+# stays at the limit while the ban lasts, so a try that slipped past the gate's memory meanwhile is still refused.
 _BAN = """
 local strike = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 local seconds = math.floor(math.min(tonumber(ARGV[1]) * 2 ^ (strike - 1), tonumber(ARGV[2])))
 redis.call('SET', KEYS[1], seconds, 'EX', seconds)
-redis.call('DEL', KEYS[3])
+redis.call('SET', KEYS[3], ARGV[4], 'EX', seconds)
 return {seconds, strike}
 """
 
@@ -58,7 +55,6 @@ class LoginLimits:
         self.first_ban = settings.login_ban
         self.longest_ban = settings.login_ban_max
         self._try = redis.register_script(_TRY)
-        self._untry = redis.register_script(_UNTRY)
         self._ban = redis.register_script(_BAN)
 
     @staticmethod
@@ -82,13 +78,9 @@ class LoginLimits:
                 pipe.expire(self._key("refused", client), DAY)
             pipe.execute()
 
-    def begin_try(self, client: str) -> int:
-        """Count a try before its password is hashed; its number in the window (over the limit: refuse it)."""
+    def count_try(self, client: str) -> int:
+        """Count a try before its password is hashed: its number in the window (over the limit: banned)."""
         return int(self._try(keys=[self._key("failures", client)], args=[self.window]))
-
-    def cancel_try(self, client: str) -> None:
-        """A try that was not hashed after all (another was being checked) does not count."""
-        self._untry(keys=[self._key("failures", client)])
 
     def succeeded(self, client: str) -> None:
         """The right password: the client's failures in this window are forgiven."""
@@ -100,7 +92,7 @@ class LoginLimits:
         if number < self.failures:
             return None
         keys = [self._key(kind, client) for kind in ("ban", "strikes", "failures")]
-        seconds, strike = self._ban(keys=keys, args=[self.first_ban, self.longest_ban, DAY])
+        seconds, strike = self._ban(keys=keys, args=[self.first_ban, self.longest_ban, DAY, self.failures])
         ban = Ban(int(seconds), int(strike))
         self._record({"event": "banned", "address": client, "failures": number, "ban_seconds": ban.seconds})
         return ban

@@ -1,10 +1,8 @@
 """Basic-auth credentials checked against the stack's bcrypt hash (from `caddy hash-password` in bin/start).
 
-Two things keep the slow hash from costing the machine more than it must:
-- At most one bcrypt runs at a time in the whole process, whoever asks: a check that finds it busy is told so at
-  once rather than queueing, so guesses from any number of addresses together take one core at most.
-- The right user and password, once verified, are remembered as a keyed digest (a random key made at start, in
-  memory only), so the owner's requests cost a hash lookup, never a second bcrypt. Wrong pairs are not remembered.
+The right user and password, once verified, are remembered as a keyed digest (a random key made at start, in memory
+only), so the owner's requests cost a hash lookup, never a second bcrypt. Wrong pairs are not remembered. How many
+checks may run at once is the caller's to decide (domain/login_gate.py: one).
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 from dataclasses import dataclass
 
 import bcrypt
@@ -33,16 +30,6 @@ class PasswordCheck:
         self._hash = bcrypt_hash.encode()
         self._key = secrets.token_bytes(32)
         self._verified: bytes | None = None
-        self._slot = threading.Lock()
-
-    @property
-    def configured(self) -> bool:
-        return bool(self._user and self._hash)
-
-    @property
-    def busy(self) -> bool:
-        """Whether a bcrypt is running now (a guess would be told to come back)."""
-        return self._slot.locked()
 
     def _digest(self, credentials: Credentials) -> bytes:
         return hmac.new(self._key, credentials.user + b"\0" + credentials.password, hashlib.sha256).digest()
@@ -52,17 +39,12 @@ class PasswordCheck:
         verified = self._verified
         return verified is not None and hmac.compare_digest(verified, self._digest(credentials))
 
-    def verify(self, credentials: Credentials) -> bool | None:
-        """Run bcrypt (about a second at cost 14): True or False, or None when another check holds the one slot.
-        A wrong user costs the same bcrypt as a wrong password, so the time taken tells nothing."""
-        if not self.configured:
+    def verify(self, credentials: Credentials) -> bool:
+        """Run bcrypt (about a second at cost 14). A wrong user costs the same bcrypt as a wrong password, so the time
+        taken tells nothing. Without a user and hash configured, nothing is right."""
+        if not (self._user and self._hash):
             return False
-        if not self._slot.acquire(blocking=False):
-            return None
-        try:
-            right_password = bcrypt.checkpw(credentials.password[:BCRYPT_MAX_BYTES], self._hash)
-        finally:
-            self._slot.release()
+        right_password = bcrypt.checkpw(credentials.password[:BCRYPT_MAX_BYTES], self._hash)
         right = hmac.compare_digest(credentials.user, self._user) and right_password
         if right:
             self._verified = self._digest(credentials)

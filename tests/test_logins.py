@@ -83,6 +83,29 @@ def test_the_sixth_failure_is_refused_at_once_until_the_ban_ends(stack: RunningS
     assert "wrong0" not in stack.log.read_text()
 
 
+def test_guesses_racing_from_one_address_reach_the_hash_five_times(stack: RunningStack) -> None:
+    guesser, stop = "198.51.100.61", threading.Event()
+    statuses: list[int] = []
+
+    def guess(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            statuses.append(attempt(stack, guesser, f"race{n}-{i}")[0])
+            i += 1
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: statuses.count(429) > 200, 60, "a ban, then many refusals")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert statuses.count(401) == 5 and set(statuses) == {401, 429, 503}, statuses.count(401)
+    assert logins_of(stack, guesser)["failures"] == 5
+
+
 def test_one_bcrypt_at_a_time_for_every_client_together(stack: RunningStack) -> None:
     clients = [f"198.51.100.{n}" for n in (11, 12, 13)]
     answers: dict[str, tuple[int, float, dict[str, str]]] = {}
