@@ -1,7 +1,7 @@
 """Benchmark of the production stack: time from `bin/start` to each service being ready and to `/admin/health`
 answering 200 through Caddy (first boot: empty volume), then the resident memory of every process once idle.
 
-Starts `bin/start` (the Procfile: Redis, opencode, sidecar, worker, Caddy) on free 127.0.0.1 ports, with its data
+Starts `bin/start` (the Procfile: Redis, opencode, sidecar, worker, gate, Caddy) on free 127.0.0.1 ports, with its data
 in a temporary folder removed at the end. Run from the repo root: `.venv/bin/python bench/bench_stack.py`.
 """
 

@@ -6,9 +6,9 @@ Caddy asks `GET /auth/basic` before every request but the health check, passing 
 event loop (domain/login_gate.py's `quick`); a guess to be hashed goes to a thread, and at most one bcrypt runs at a
 time. Refusals are added to Redis once a second, for the Resources screen.
 
-Its own small process rather than a route of the sidecar: there, each check cost about 2 ms of CPU in gunicorn and
-Flask and shared the API's four threads, so 20 connections flooding it with wrong passwords took the polled job from
-10 ms to 145 ms (bench/bench_login.py).
+Its own small process rather than a route of the sidecar: there, each check cost 2-3 ms of CPU in gunicorn and Flask
+and shared the API's four threads, so 20 connections flooding it with wrong passwords took the polled job from p50
+10 ms to 145 ms (bench/bench_login.py; the README's "Logins" has the figures of this process).
 """
 
 from __future__ import annotations
