@@ -17,16 +17,17 @@ IPV6_CLIENT_PREFIX = 64
 
 
 def client_address(peer: str, fly_client_ip: str | None, trusted_proxies: tuple[Network, ...]) -> str:
-    """The client to count: `Fly-Client-IP` when the peer is a trusted proxy and the header holds an address, else
-    the peer itself (or the peer's text as given, should it not be an address)."""
+    """The client to count: `Fly-Client-IP` when the peer is a trusted proxy and the header ends with an address,
+    else the peer itself (or the peer's text as given, should it not be an address)."""
     try:
         address = ipaddress.ip_address(peer.strip())
     except ValueError:
         return peer.strip() or "unknown"
     if fly_client_ip and any(address in network for network in trusted_proxies):
-        # A header that holds no address counts as the proxy itself, rather than as text anyone could vary.
+        # The last address, should a client's own have been kept before the proxy's; a header that holds no address
+        # counts as the proxy itself, rather than as text anyone could vary.
         with contextlib.suppress(ValueError):
-            address = ipaddress.ip_address(fly_client_ip.strip())
+            address = ipaddress.ip_address(fly_client_ip.rsplit(",", 1)[-1].strip())
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     if isinstance(address, ipaddress.IPv6Address):

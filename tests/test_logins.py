@@ -150,6 +150,8 @@ def test_the_client_is_named_by_a_trusted_proxy_and_never_by_the_client(stack: R
 
     assert attempt(stack, "2001:db8:1:2::5", "v6")[0] == 401
     assert logins_of(stack, "2001:db8:1:2::/64")  # an IPv6 client counts by its /64
+    assert attempt(stack, "203.0.113.200, 192.0.2.78", "kept")[0] == 401
+    assert logins_of(stack, "192.0.2.78")  # the proxy's own, last
 
 
 def test_a_ban_outlives_a_restart_of_the_gate(stack: RunningStack) -> None:
