@@ -14,7 +14,6 @@ and shared the API's four threads, so 20 connections flooding it with wrong pass
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from domain.login_gate import LoginGate, Verdict, parse_basic
 from domain.login_limits import LoginLimits
 from domain.password import PasswordCheck
 from domain.redis_client import connect
-from gate.http import REASONS, Request, Response, serve
+from gate.http import Request, Response, json_response, serve
 
 log = logging.getLogger("gate")
 PATH = "/auth/basic"
@@ -38,13 +37,10 @@ FLUSH_SECONDS = 1.0
 def answer(verdict: Verdict) -> Response:
     if verdict.status == 200:
         return Response(200)
-    body = {"code": verdict.status, "status": REASONS[verdict.status], "message": verdict.message}
-    headers = {"Content-Type": "application/json"}
-    if verdict.status == 401:
-        headers["WWW-Authenticate"] = REALM
+    headers = {"WWW-Authenticate": REALM} if verdict.status == 401 else {}
     if verdict.retry_after is not None:
         headers["Retry-After"] = str(verdict.retry_after)
-    return Response(verdict.status, json.dumps(body).encode() + b"\n", headers)
+    return json_response(verdict.status, verdict.message, headers)
 
 
 async def run(gate: LoginGate, settings: Settings, host: str, port: int) -> None:
@@ -53,7 +49,7 @@ async def run(gate: LoginGate, settings: Settings, host: str, port: int) -> None
 
     async def handle(request: Request) -> Response:
         if request.method != "GET" or request.path != PATH:
-            return Response(404, b"not found\n")
+            return json_response(404, f"the gate answers GET {PATH} only")
         peer = request.headers.get("x-mecodes-peer") or request.peer
         client = client_address(peer, request.headers.get("fly-client-ip"), settings.trusted_proxies)
         credentials = parse_basic(request.headers.get("authorization"))

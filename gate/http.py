@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -38,6 +39,14 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = {"code": status, "status": REASONS[status], "message": message}
+    return Response(status, json.dumps(body).encode() + b"\n", {"Content-Type": "application/json", **(headers or {})})
+
+
+BAD_REQUEST = json_response(400, "malformed request: the gate takes HTTP/1.1 requests without a body")
 
 
 def parse_head(head: bytes, peer: str) -> Request | None:
@@ -71,7 +80,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             request = parse_head(head[:-4], peer)
-            response = await handle(request) if request else Response(400, b"bad request\n")
+            response = await handle(request) if request else BAD_REQUEST
             keep_alive = request is not None and request.headers.get("connection", "").lower() != "close"
             writer.write(encode(response, keep_alive))
             await writer.drain()

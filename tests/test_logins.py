@@ -11,6 +11,7 @@ import base64
 import contextlib
 import http.client
 import json
+import socket
 import statistics
 import threading
 import time
@@ -152,6 +153,30 @@ def test_the_client_is_named_by_a_trusted_proxy_and_never_by_the_client(stack: R
     assert logins_of(stack, "2001:db8:1:2::/64")  # an IPv6 client counts by its /64
     assert attempt(stack, "203.0.113.200, 192.0.2.78", "kept")[0] == 401
     assert logins_of(stack, "192.0.2.78")  # the proxy's own, last
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET /auth/basic HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 400),
+        (b"GET /auth/basic HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"GET /auth/basic\r\n\r\n", 400),
+        (b"GET /auth/basic HTTP/1.1\r\nno colon here\r\n\r\n", 400),
+        (b"POST /auth/basic HTTP/1.1\r\nConnection: close\r\n\r\n", 404),
+        (b"GET /admin/repos HTTP/1.1\r\nConnection: close\r\n\r\n", 404),
+    ],
+)
+def test_the_gate_refuses_what_caddy_never_sends(stack: RunningStack, head: bytes, status: int) -> None:
+    """Only Caddy talks to the gate, on loopback; anything else gets a 4xx JSON answer (a malformed request, with the
+    connection closed)."""
+    with socket.create_connection(("127.0.0.1", int(stack.env["MECODES_GATE_PORT"])), timeout=10) as conn:
+        conn.sendall(head)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    assert head_part.startswith(f"HTTP/1.1 {status} ".encode()), answer
+    assert json.loads(body)["code"] == status
 
 
 def test_a_ban_outlives_a_restart_of_the_gate(stack: RunningStack) -> None:
