@@ -26,11 +26,11 @@ from stack import ROOT, bench_folder, free_port, redis_answers
 Probe = Callable[[], bool]
 
 
-def answers(url: str, auth: str | None = None, status: int = 200) -> Probe:
+def answers(url: str, auth: str | None = None, status: int = 200, timeout: float = 2) -> Probe:
     def probe() -> bool:
         request = urllib.request.Request(url, headers={"Authorization": auth} if auth else {})
         try:
-            with urllib.request.urlopen(request, timeout=2) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status == status
         except urllib.error.HTTPError as error:
             return error.code == status
@@ -102,7 +102,9 @@ def production_stack(
                 if name not in ready and probe():
                     ready[name] = time.perf_counter() - start
             time.sleep(0.05)
-        assert answers(f"http://127.0.0.1:{ports['HTTP']}/admin/repos", AUTH)(), "authenticated request failed"
+        # the first right password costs a bcrypt (cost 14: a second of CPU, several on a busy machine)
+        signed_in = answers(f"http://127.0.0.1:{ports['HTTP']}/admin/repos", AUTH, timeout=60)
+        assert signed_in(), "authenticated request failed"
         yield ProductionStack(proc, ports, ready)
     finally:
         proc.send_signal(signal.SIGTERM)
