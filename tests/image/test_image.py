@@ -60,6 +60,11 @@ def chat(first: Container) -> dict[str, Any]:
     return made
 
 
+def test_health_answers_within_the_grace_fly_gives_it(first: Container) -> None:
+    grace = FLY["http_service"]["checks"][0]["grace_period"]
+    assert first.ready_after < int(grace.removesuffix("s")), f"{first.ready_after:.1f} s, grace {grace}"
+
+
 def test_health_answers_without_credentials_and_nothing_else_does(first: Container) -> None:
     status, body = first.request("GET", "/admin/health", auth=None)
     assert status == 200 and body["status"] == "ok", body
