@@ -18,6 +18,7 @@ import psutil
 from tests.conftest import ROOT, free_port, wait_until
 from tests.test_stack import PASSWORD, USER, RunningStack
 
+CGROUPS = Path("/sys/fs/cgroup")
 FLY = tomllib.loads((ROOT / "fly.toml").read_text())
 PASSED_THROUGH = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
@@ -29,15 +30,29 @@ def docker(*args: str, timeout: float = 120) -> str:
 @dataclass
 class Container(RunningStack):
     """A running container of the image (the production stack's client, tests/test_stack.py's): `proc` is its
-    attached `docker run`, `log` what the stack printed, `ready_after` the seconds until /admin/health was 200."""
+    attached `docker run`, `log` what the stack printed; until /admin/health was 200, `ready_after` seconds passed
+    and its processes used `ready_cpu` seconds of CPU."""
 
     name: str = ""
     ready_after: float = 0.0
+    ready_cpu: float = 0.0
 
     @property
     def init(self) -> psutil.Process:
         """PID 1 in the container (docker's init), as seen from the host."""
         return psutil.Process(int(docker("inspect", "-f", "{{.State.Pid}}", self.name)))
+
+    def cpu_seconds(self) -> float:
+        """CPU time its processes have used so far, as its cgroup counts it (v1 or v2)."""
+        for line in Path(f"/proc/{self.init.pid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            folder = CGROUPS / controllers / path.lstrip("/")
+            if "cpuacct" in controllers.split(","):
+                return int((folder / "cpuacct.usage").read_text()) / 1e9
+            if not controllers and (folder / "cpu.stat").exists():
+                stat = dict(row.split() for row in (folder / "cpu.stat").read_text().splitlines())
+                return int(stat["usage_usec"]) / 1e6
+        raise RuntimeError(f"no CPU accounting for {self.name}")
 
     def processes(self) -> list[psutil.Process]:
         """Every process of the stack: what runs below the container's init."""
@@ -89,4 +104,5 @@ def run_container(image: str, volume: Path, log: Path, secrets: dict[str, str], 
         container.remove()
         raise
     container.ready_after = time.monotonic() - started
+    container.ready_cpu = container.cpu_seconds()
     return container
