@@ -13,9 +13,10 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -88,15 +89,21 @@ class Git:
         return GitError(f"git {what} {detail}" + (f": {tail}" if tail else ""))
 
     def run(
-        self, args: Sequence[str], cwd: Path | None = None, stdin: str | None = None, long: bool = False
+        self,
+        args: Sequence[str],
+        cwd: Path | None = None,
+        stdin: str | None = None,
+        long: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> GitResult:
-        """A local command. `long` ones (checkouts, gc) get the clone timeout and die with their caller."""
+        """A local command. `long` ones (checkouts, gc) get the clone timeout and die with their caller. `env` adds
+        variables (GIT_INDEX_FILE, say)."""
         timeout = self.settings.clone_timeout if long else self.settings.git_query_timeout
         try:
             proc = subprocess.run(
                 [*(_TIED if long else []), "git", *args],
                 cwd=cwd,
-                env=self.env,
+                env={**self.env, **env} if env else self.env,
                 input=stdin if stdin is not None else "",
                 capture_output=True,
                 text=True,
@@ -111,6 +118,48 @@ class Git:
         if proc.returncode != 0:
             raise self._failure(args, proc.stderr, f"failed (exit {proc.returncode})")
         return GitResult(proc.stdout, self._clean(proc.stderr))
+
+    def read_capped(
+        self, args: Sequence[str], limit: int, cwd: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> tuple[str, bool]:
+        """A local read whose output is cut at `limit` bytes, the command ended there: a huge diff costs no more
+        memory than the part that is kept. Returns (output, whether it was cut)."""
+        timeout = self.settings.git_query_timeout
+        with tempfile.TemporaryFile() as errors:
+            try:
+                proc = subprocess.Popen(
+                    ["git", *args],
+                    cwd=cwd,
+                    env={**self.env, **env} if env else self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=errors,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise self._failure(args, "", f"could not start ({exc.strerror}: {cwd})") from None
+            watchdog = _Watchdog(proc.pid, timeout, None)
+            try:
+                assert proc.stdout is not None
+                with proc.stdout:
+                    data = proc.stdout.read(limit + 1)
+                cut = len(data) > limit
+                if cut:
+                    watchdog.kill()
+                returncode = proc.wait()
+            except BaseException:
+                watchdog.kill()
+                proc.wait()
+                raise
+            finally:
+                watchdog.stop()
+            errors.seek(0)
+            stderr = errors.read().decode("utf-8", "replace")
+        if watchdog.fired == "timeout":
+            raise self._failure(args, stderr, f"timed out after {timeout:g}s")
+        if returncode != 0 and not cut:
+            raise self._failure(args, stderr, f"failed (exit {returncode})")
+        return data[:limit].decode("utf-8", "replace"), cut
 
     def run_with_progress(
         self, args: Sequence[str], on_progress: ProgressCallback, cwd: Path | None = None, timeout: float | None = None
