@@ -5,8 +5,9 @@
 - opencode's config for the stack is written to CONFIG_PATH (bin/start points OPENCODE_CONFIG at it): language
   servers and formatters off (a language server costs 125 MB or more), no self-update (the image pins the
   version), sessions never shared off the machine, and the agent's commands run through bin/agent-shell/bash, which
-  makes them the first victims when memory runs out. The person's own settings win over these: opencode's config
-  file on the volume, then MECODES_OPENCODE_CONFIG (JSON), merged key by key.
+  makes them the first victims when memory runs out; GitHub Copilot left out (GITHUB_TOKEN is not its key). The
+  person's own settings win over these: opencode's config file on the volume, then MECODES_OPENCODE_CONFIG (JSON),
+  merged key by key.
 - Processes an earlier stack of this data folder left running in its worktrees (it died without stopping them:
   SIGKILL, a crash) are ended, and said so on stderr: an agent's command never outlives the stack that ran it.
 """
@@ -32,6 +33,9 @@ STACK_DEFAULTS: dict[str, Any] = {
     "autoupdate": False,
     "share": "disabled",
     "shell": str(REPO_ROOT / "bin" / "agent-shell" / "bash"),
+    # GITHUB_TOKEN is in opencode's environment for git's sake; opencode would take it for a Copilot key and offer
+    # Copilot's models, which a repo token cannot use. `"disabled_providers": []` in the person's settings undoes it.
+    "disabled_providers": ["github-copilot"],
 }
 CONFIG_VARIABLE = "MECODES_OPENCODE_CONFIG"
 
