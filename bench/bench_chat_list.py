@@ -10,17 +10,21 @@ the same data: `git status` and `git rev-list` in every worktree, opencode's sta
 last reply for every idle chat, on every call (no HTTP or Flask, so it is timed a little in its favour); the raw
 figure is opencode's own answer to the one call a list of quiet chats makes (`GET /experimental/session`). Also timed:
 the first list after Redis forgot what it remembered (a restart without persistence), and the Redis memory of what
-is remembered. Run from the repo root: `.venv/bin/python bench/bench_chat_list.py [--chats 10,50]`.
+is remembered. Then `--waiting` of the chats ask a question (the stand-in's `ASK`) and wait on it, which makes them
+busy and costs two calls each (`GET /question`, `GET /permission`): the list is timed again, and those calls alone.
+Run from the repo root: `.venv/bin/python bench/bench_chat_list.py [--chats 10,50] [--waiting 10]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
 from stack import (
@@ -41,6 +45,7 @@ from domain.gitcmd import Git
 from domain.inventory import all_worktrees, last_activity
 from domain.layout import Layout
 from domain.opencode import IDLE, Opencode
+from domain.waiting import NEEDS_INPUT, waiting_in
 from domain.work_states import KEY as WORK_STATES_KEY
 from tests.support.fake_llm import FakeLLM, write_opencode_config
 
@@ -83,6 +88,20 @@ def wait_all_idle(api: Api, count: int) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("chats still busy after 300 s")
         time.sleep(1)
+
+
+def make_wait(api: Api, opencode: Opencode, count: int) -> list[dict[str, Any]]:
+    """`count` chats ask a question and wait on it; returns their sessions once the list says so."""
+    question = {"question": "Go on?", "header": "Go on", "options": [{"label": "Yes", "description": "go on"}]}
+    sessions = opencode.sessions()[:count]
+    for session in sessions:
+        opencode.prompt(session["id"], session["directory"], "ASK " + json.dumps({"questions": [question]}), None)
+    deadline = time.monotonic() + 300
+    while sum(c["status"] == NEEDS_INPUT for c in api.request("GET", "/admin/chats")[1]["chats"]) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {count} chats waiting after 300 s")
+        time.sleep(1)
+    return sessions
 
 
 def remembered(redis: Redis) -> tuple[int, int]:
@@ -134,6 +153,15 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
                 cold = api.latency("/admin/chats", 1)[0]
                 memory = sum(redis.memory_usage(key) or 0 for key in (SETTLED_KEY, IDLE_SEEN_KEY, WORK_STATES_KEY))
                 rows.append((want, new, raw, old, cold, quiet, memory))
+            waiting = make_wait(api, opencode, args.waiting) if args.waiting else []
+            if waiting:
+                api.request("GET", "/admin/chats")  # what Redis forgot above is remembered again
+                listed = api.latency("/admin/chats", args.calls)
+                directories, calls = {s["directory"] for s in waiting}, []
+                for _ in range(args.calls):
+                    start = time.perf_counter()
+                    waiting_in(opencode, directories, waiting)
+                    calls.append(time.perf_counter() - start)
 
     print(
         f"\nmecodes chat list benchmark: {args.files} files per worktree, {args.repos} repos, chats idle and answered;"
@@ -148,6 +176,9 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             f"{'':>11}first list after Redis forgot: {cold * 1000:.0f} ms; remembered: {quiet[0]} settled folders,"
             f" {quiet[1]} worktree states, {memory / 1024:.1f} KiB in Redis"
         )
+    if waiting:
+        print(f"{rows[-1][0]:>3} chats, {len(waiting)} waiting on a question: GET /admin/chats: {latency_text(listed)}")
+        print(f"{'':>11}their question and permission calls alone: {latency_text(calls)}")
 
 
 def main() -> None:
@@ -157,6 +188,7 @@ def main() -> None:
     parser.add_argument("--chats", default="10,50", help="chat counts to measure at, ascending (default 10,50)")
     parser.add_argument("--calls", type=int, default=50, help="lists timed through HTTP per count (default 50)")
     parser.add_argument("--old-calls", type=int, default=20, help="lists computed the old way per count (default 20)")
+    parser.add_argument("--waiting", type=int, default=10, help="chats then made to wait on a question (default 10)")
     args = parser.parse_args()
     with bench_folder() as tmp:
         run(args, tmp)

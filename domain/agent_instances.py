@@ -12,9 +12,9 @@ SETTLE_SECONDS apart, with no update in between. A session only turns busy throu
 so until then it is idle and nothing needs asking. (Twice, because opencode reports a session idle an instant
 before it records why its reply failed, without a new update time.)
 
-How each session's last turn ended badly, if it did, is remembered with it (an Outcome): it failed, or it was
-interrupted. A turn still unfinished when its directory settles, or one that opencode was started again after, was
-interrupted (domain.interruptions): it will never finish by itself.
+How each session's last turn ended short, if it did, is remembered with it (an Outcome): it failed, it was
+interrupted, or the person stopped it. A turn still unfinished when its directory settles, or one that opencode was
+started again after, was interrupted (domain.interruptions): it will never finish by itself.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from domain.interruptions import Restarts
-from domain.opencode import ERROR, INTERRUPTED, LastReply, Opencode, OpencodeUnavailable
+from domain.opencode import ERROR, INTERRUPTED, STOPPED, LastReply, Opencode, OpencodeUnavailable
 
 RELEASED_KEY = "mecodes:agents:released"  # directory -> the newest session update (ms) when last released
 SETTLED_KEY = "mecodes:agents:settled"  # directory -> the newest session update (ms) when it was seen settled
@@ -62,7 +62,8 @@ def by_directory(sessions: Iterable[dict[str, Any]]) -> dict[str, list[dict[str,
 
 @dataclass(frozen=True)
 class Outcome:
-    """A last turn that ended badly: `status` is error (the reply failed) or interrupted; `at` when it stopped."""
+    """A last turn that ended short: `status` is error (the reply failed), interrupted (`at`: when it stopped) or
+    stopped (on request)."""
 
     status: str
     message: str
@@ -74,6 +75,8 @@ class Outcome:
         started after it."""
         if reply.error:
             return cls(ERROR, reply.error)
+        if reply.stopped:
+            return cls(STOPPED, "stopped on request")
         if reply.pending and (settled or restarts.cut_short(reply)):
             return cls(INTERRUPTED, restarts.why(reply), reply.last_active)
         return None
@@ -82,7 +85,7 @@ class Outcome:
 @dataclass(frozen=True)
 class AgentStates:
     """What a look at opencode found: each session's status (idle unless said otherwise), how a session's last turn
-    ended badly (for the sessions asked about), and the directories whose sessions are all idle."""
+    ended short (for the sessions asked about), and the directories whose sessions are all idle."""
 
     status: dict[str, str]
     outcomes: dict[str, Outcome]

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from domain import procman, repo_ops
+from domain import attachments, procman, repo_ops
 from domain.agent_instances import Instances, stop_agents_in
 from domain.cancel import CANCELED_TEXT, Canceled, record_creation
+from domain.costs import Ledger
 from domain.gitcmd import Git
 from domain.github import GitHub
 from domain.inventory import commits_of_its_own, default_branch, find_by_opencode_session, session_link, work_state
@@ -38,6 +39,8 @@ class ChatRequest:
     title: str
     prompt: str | None
     model: dict[str, str] | None
+    agent: str | None = None
+    images: bool = False  # its images wait in Redis (domain.attachments) until the prompt goes
 
 
 def chat_url(session_id: str) -> str:
@@ -84,7 +87,14 @@ def wait_for_agent(work: Work, opencode: Opencode) -> None:
 
 def start_chat(work: Work, chat: ChatRequest) -> dict[str, Any]:
     opencode = Opencode(work.settings.opencode_url)
-    wait_for_memory(work, opencode)
+    wait_for_memory(work, opencode)  # a chat that steps aside meanwhile comes back to its images
+    try:
+        return _start_admitted(work, chat, opencode)
+    finally:
+        attachments.drop(work.redis, chat.label)
+
+
+def _start_admitted(work: Work, chat: ChatRequest, opencode: Opencode) -> dict[str, Any]:
     phase = "repo"
     with work.lock(chat.repo):
         try:
@@ -112,7 +122,10 @@ def start_chat(work: Work, chat: ChatRequest) -> dict[str, Any]:
             if chat.prompt:
                 phase = "prompt"
                 work.progress("prompt: send the task")
-                opencode.prompt(session["id"], str(worktree.path), chat.prompt, chat.model)
+                files = attachments.stashed(work.redis, chat.label) if chat.images else []
+                if files is None:
+                    raise Refused("its images were no longer kept (the chat waited too long); start it again")
+                opencode.prompt(session["id"], str(worktree.path), chat.prompt, chat.model, chat.agent, files)
             work.cancel_point()  # a cancel that came while the task was being sent still takes the chat back
         except Exception as exc:
             with contextlib.suppress(Canceled):  # a cancel asked for now must not cut the roll-back short
@@ -165,7 +178,9 @@ def end_chat(work: Work, session_id: str, force: bool) -> dict[str, Any]:
         done["worktree_removed"] = outcome["path"]
     if session:
         work.progress("session: delete it")
+        Ledger(work.redis).observe([opencode.session(session_id) or session])  # what it spent stays counted
         opencode.delete(session_id, directory)
+        Ledger(work.redis).forget(session_id)
     opencode.dispose(directory)  # the memory opencode held for the chat's folder
     Instances(opencode, work.redis).forget([directory], [session_id])
     return {**done, "session_deleted": bool(session)}

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Images sent with a message, in MB (decoded). Their base64 (a third more) must fit the 20 MB Caddy lets through.
+ATTACHMENTS_MAX_MB = 14
 T = TypeVar("T", int, float)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _number(name: str, default: T, kind: Callable[[str], T], minimum: T | None) -> T:
+def _number(name: str, default: T, kind: Callable[[str], T], minimum: T | None, maximum: T | None = None) -> T:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -27,11 +29,13 @@ def _number(name: str, default: T, kind: Callable[[str], T], minimum: T | None) 
         raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
     if minimum is not None and value < minimum:
         raise SystemExit(f"{name} must be at least {minimum}, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise SystemExit(f"{name} must be at most {maximum}, got {raw!r}")
     return value
 
 
-def _int(name: str, default: int, minimum: int | None = 0) -> int:
-    return _number(name, default, int, minimum)
+def _int(name: str, default: int, minimum: int | None = 0, maximum: int | None = None) -> int:
+    return _number(name, default, int, minimum, maximum)
 
 
 def _float(name: str, default: float, minimum: float | None = 0) -> float:
@@ -95,6 +99,7 @@ class Settings:
     login_ban: int
     login_ban_max: int
     trusted_proxies: tuple[Network, ...]
+    attachments_max_mb: int
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -144,4 +149,5 @@ def load_settings() -> Settings:
         login_ban=_int("MECODES_LOGIN_BAN", 60, minimum=1),
         login_ban_max=_int("MECODES_LOGIN_BAN_MAX", 3600, minimum=1),
         trusted_proxies=_networks("MECODES_TRUSTED_PROXY"),
+        attachments_max_mb=_int("MECODES_ATTACHMENTS_MAX_MB", 8, minimum=1, maximum=ATTACHMENTS_MAX_MB),
     )

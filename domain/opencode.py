@@ -11,11 +11,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 IDLE = "idle"
 ERROR = "error"  # ours: idle, and the last reply ended in an error
 INTERRUPTED = "interrupted"  # ours: idle, and the last turn never finished (domain.interruptions)
+STOPPED = "stopped"  # ours: idle, and the person stopped the last reply (opencode's abort); not a failure
 ABORTED = "MessageAbortedError"
 SESSION_PREFIX = "ses"
 RUNNING_STATES = {"pending", "running"}  # a tool step not yet ended
@@ -36,13 +38,14 @@ class RunningStep(NamedTuple):
 class LastReply(NamedTuple):
     """How a session's last turn stands. `pending`: no finished reply yet (the person's message is last, or the
     reply is unfinished). For a pending turn: when it was last seen active (s), and the tool steps it left running
-    (ids and what each did), which an interrupted turn leaves so."""
+    (ids and what each did), which an interrupted turn leaves so. `stopped`: the person stopped the reply."""
 
     error: str | None
     pending: bool
     last_active: float | None = None
     running_steps: tuple[RunningStep, ...] = ()
     model: dict[str, str] | None = None
+    stopped: bool = False
 
 
 class OpencodeUnavailable(RuntimeError):
@@ -92,14 +95,32 @@ class Opencode:
         return self._call("POST", "/session", directory, {"title": title, "metadata": metadata})
 
     def prompt(
-        self, session_id: str, directory: str, text: str, model: dict[str, str] | None, agent: str | None = None
+        self,
+        session_id: str,
+        directory: str,
+        text: str,
+        model: dict[str, str] | None,
+        agent: str | None = None,
+        files: Sequence[dict[str, str]] = (),
     ) -> None:
-        body: dict[str, Any] = {"parts": [{"type": "text", "text": text}]}
+        """Send a message; `files` are opencode's file parts (`{type: file, mime, filename, url}`), images here."""
+        body: dict[str, Any] = {"parts": [{"type": "text", "text": text}, *files]}
         if model:
             body["model"] = model
         if agent:
             body["agent"] = agent
         self._call("POST", f"/session/{_quoted(session_id)}/prompt_async", directory, body)
+
+    def providers(self, directory: str) -> dict[str, Any]:
+        """The providers opencode has set up, with their models, and each one's default model."""
+        return self._call("GET", "/config/providers", directory)
+
+    def agents(self, directory: str) -> list[dict[str, Any]]:
+        return self._call("GET", "/agent", directory) or []
+
+    def config(self, directory: str) -> dict[str, Any]:
+        """opencode's config as it applies in `directory` (the default `model` and `default_agent` among it)."""
+        return self._call("GET", "/config", directory) or {}
 
     def session(self, session_id: str) -> dict[str, Any] | None:
         if not session_id.startswith(SESSION_PREFIX):
@@ -111,15 +132,28 @@ class Opencode:
                 return None
             raise
 
-    def sessions(self, limit: int = 500) -> list[dict[str, Any]]:
-        """The top-level sessions of every project (not sub-agents'), most recently updated first."""
-        return self._call("GET", "/experimental/session", roots="true", limit=limit)
+    def sessions(self, limit: int = 500, roots: bool = True) -> list[dict[str, Any]]:
+        """The top-level sessions of every project (with `roots=False` sub-agents' too), most recently updated
+        first."""
+        return self._call("GET", "/experimental/session", roots=str(roots).lower(), limit=limit)
 
     def statuses(self, directory: str) -> dict[str, str]:
         """Session id → status (busy, retry, ...) for the sessions of `directory` that are not idle."""
         statuses = self._call("GET", "/session/status", directory)
         found = {sid: status.get("type", "busy") for sid, status in statuses.items()}
         return {sid: status for sid, status in found.items() if status != IDLE}
+
+    def questions(self, directory: str) -> list[dict[str, Any]]:
+        """The questions the agents of `directory` asked and wait to have answered (opencode's question tool)."""
+        return self._call("GET", "/question", directory) or []
+
+    def permissions(self, directory: str) -> list[dict[str, Any]]:
+        """The permissions the agents of `directory` asked for and wait on (a config that says `ask`)."""
+        return self._call("GET", "/permission", directory) or []
+
+    def message(self, session_id: str, message_id: str, directory: str) -> dict[str, Any]:
+        """One message of the session (`{info, parts}`)."""
+        return self._call("GET", f"/session/{_quoted(session_id)}/message/{_quoted(message_id)}", directory)
 
     def last_reply(self, session_id: str, directory: str) -> LastReply:
         """How the session's last turn stands: its error (an abort the user asked for is not a failure), and
@@ -168,7 +202,7 @@ def reply_of(message: dict[str, Any]) -> LastReply:
         why = (error.get("data") or {}).get("message") or error.get("name") or "the reply failed"
         return LastReply(str(why), pending, model=model)
     if not pending:
-        return LastReply(None, False, model=model)
+        return LastReply(None, False, model=model, stopped=isinstance(error, dict))  # an error here is an abort
     parts = message.get("parts") or []
     times = [(info.get("time") or {}).get("created")]
     for part in parts:

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from domain.config import Settings, load_settings
 from domain.github import GitHubError
 from domain.opencode import OpencodeError, OpencodeUnavailable
+from sidecar.api.attachments import allow_image_bodies
 from sidecar.api.errors import UnsupportedMediaTypeDoc, refuse_unless_json
 from sidecar.jobqueue import JobInFlight
 from sidecar.services import Services
@@ -37,13 +38,30 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # keep the schemas' field order
     app.extensions["mecodes"] = Services.create(settings)
     api = Api(app, spec_kwargs={"extra_plugins": [UnsupportedMediaTypeDoc()]})
+    app.before_request(allow_image_bodies)  # first: reading the body for the JSON check applies the size limit
     app.before_request(refuse_unless_json)
 
-    from sidecar.api import chat_turns, chats, gc, github, jobs, logins, processes, repos, system, worktrees
+    from sidecar.api import (
+        agent_options,
+        chat_changes,
+        chat_turns,
+        chats,
+        costs,
+        gc,
+        github,
+        jobs,
+        logins,
+        processes,
+        repos,
+        system,
+        worktrees,
+    )
 
     blueprints = (
         chats.blp,
         chat_turns.blp,
+        chat_changes.blp,
+        agent_options.blp,
         github.blp,
         repos.blp,
         worktrees.blp,
@@ -52,6 +70,7 @@ def build_app(settings: Settings | None = None) -> Flask:
         processes.blp,
         system.blp,
         logins.blp,
+        costs.blp,
     )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)

@@ -47,6 +47,32 @@ def model_field() -> fields.String:
     )
 
 
+def agent_field() -> fields.String:
+    """An optional primary agent of opencode's (`build`, `plan`, ...; GET /admin/agent-options lists them)."""
+    return fields.String(
+        load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,64}$"), metadata={"example": "plan"}
+    )
+
+
+class AttachmentSchema(StrictSchema):
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=200), metadata={"example": "shot.png"})
+    mime = fields.String(
+        required=True, validate=validate.Length(min=1, max=100), metadata={"description": "image/png, jpeg or webp"}
+    )
+    data_base64 = fields.String(required=True, validate=validate.Length(min=1), metadata={"description": "the file"})
+
+
+def attachments_field() -> fields.List:
+    return fields.List(
+        fields.Nested(AttachmentSchema),
+        load_default=list,
+        metadata={
+            "description": "images for the agent (415 for another type, 413 when together over"
+            " MECODES_ATTACHMENTS_MAX_MB, 422 for bad base64 or a model that takes no images)"
+        },
+    )
+
+
 class CloneRequest(StrictSchema):
     repo = RepoField(required=True)
 
@@ -247,11 +273,18 @@ class NewChatRequest(StrictSchema):
     )
     title = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
     model = model_field()
+    agent = agent_field()
+    attachments = attachments_field()
 
 
 class InterruptionSchema(StrictSchema):
     at = fields.DateTime(allow_none=True, metadata={"description": "when the turn was last seen working"})
     why = fields.String(metadata={"description": "why it stopped, as far as is known"})
+
+
+class WaitingSchema(StrictSchema):
+    kind = fields.String(metadata={"description": "question (the agent asked one) or permission (it asks for one)"})
+    summary = fields.String(metadata={"description": "one line: the question, or what the permission is for"})
 
 
 class PromptResultSchema(StrictSchema):
@@ -270,7 +303,23 @@ class ContinueResultSchema(StrictSchema):
 class PromptRequest(StrictSchema):
     text = fields.String(required=True, validate=validate.Length(min=1, max=100_000))
     model = model_field()
-    agent = fields.String(load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,64}$"))
+    agent = agent_field()
+    attachments = attachments_field()
+
+
+class TokensSchema(StrictSchema):
+    input = fields.Integer()
+    output = fields.Integer()
+    reasoning = fields.Integer()
+    cache_read = fields.Integer()
+    cache_write = fields.Integer()
+
+
+class CostsSchema(StrictSchema):
+    days = fields.Integer(metadata={"description": "how many days (UTC, today included)"})
+    since = fields.Date(metadata={"description": "the first of those days"})
+    cost = fields.Float(metadata={"description": "dollars, at the prices in opencode's model config"})
+    tokens = fields.Nested(TokensSchema)
 
 
 class ChatSchema(StrictSchema):
@@ -281,12 +330,15 @@ class ChatSchema(StrictSchema):
     status = fields.String(
         allow_none=True,
         metadata={
-            "description": "idle, busy, retry, error (the last reply failed) or interrupted (the last turn never"
-            " finished: the stack or opencode stopped meanwhile; POST .../continue carries on); null without a session"
+            "description": "idle, busy, retry, needs-input (the agent waits on the person: `waiting_for`), error (the"
+            " last reply failed), stopped (idle: the person stopped the last reply; no error) or interrupted (the last"
+            " turn never finished: the stack or opencode stopped meanwhile; POST .../continue carries on); null"
+            " without a session"
         },
     )
     last_error = fields.String(allow_none=True, metadata={"description": "why the last reply failed"})
     interruption = fields.Nested(InterruptionSchema, allow_none=True, metadata={"description": "when interrupted"})
+    waiting_for = fields.Nested(WaitingSchema, allow_none=True, metadata={"description": "when needs-input"})
     last_activity = fields.DateTime(allow_none=True)
     has_session = fields.Boolean()
     has_worktree = fields.Boolean()
@@ -295,6 +347,8 @@ class ChatSchema(StrictSchema):
     dirty = fields.Boolean(allow_none=True)
     unpushed_commits = fields.Integer(allow_none=True)
     disk_bytes = fields.Integer(allow_none=True)
+    cost = fields.Float(allow_none=True, metadata={"description": "dollars so far, as opencode records them"})
+    tokens = fields.Nested(TokensSchema, allow_none=True, metadata={"description": "tokens so far, by kind"})
 
 
 class ChatListSchema(StrictSchema):
@@ -351,3 +405,98 @@ class LoginReportSchema(StrictSchema):
     refused = fields.Integer()
     clients = fields.List(fields.Nested(LoginClientSchema), metadata={"description": "most recent first"})
     limits = fields.Nested(LoginLimitsSchema)
+
+
+# ---- a chat's changes, as git sees them (domain/changes.py)
+
+
+class ChangesQuery(StrictSchema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+
+
+class ChangeFileQuery(StrictSchema):
+    # at most 300: percent-encoded, it must fit in the request line (gunicorn takes 4094 bytes)
+    path = fields.String(required=True, validate=validate.Length(min=1, max=300), metadata={"example": "src/app.py"})
+    commit = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[0-9a-f]{40}$", error="must be a commit's full hash (40 hex digits)"),
+        metadata={"description": "one of the chat's commits; none: the uncommitted changes"},
+    )
+
+
+class ChangedCommitSchema(StrictSchema):
+    hash = fields.String()
+    subject = fields.String()
+    author = fields.String()
+    time = fields.DateTime()
+
+
+class FileChangeSchema(StrictSchema):
+    path = fields.String()
+    old_path = fields.String(allow_none=True, metadata={"description": "renamed or copied from"})
+    status = fields.String(metadata={"description": "added, modified, deleted, renamed, copied, type-changed, ..."})
+    letter = fields.String(metadata={"description": "git's status letter: A, M, D, R, C, T, U"})
+    old_mode = fields.String(allow_none=True, metadata={"description": "set when the mode changed"})
+    new_mode = fields.String(allow_none=True)
+    binary = fields.Boolean(metadata={"description": "no line diff: a binary file, or one over 8 MB"})
+    insertions = fields.Integer(allow_none=True)
+    deletions = fields.Integer(allow_none=True)
+    patch = fields.String(allow_none=True, metadata={"description": "the hunks; null when binary, omitted or none"})
+    truncated = fields.Boolean(metadata={"description": "the patch was cut at 256 KB"})
+    omitted = fields.Boolean(metadata={"description": "left out (the page's patches keep under 1 MB): ask .../file"})
+
+
+class ChangeGroupSchema(StrictSchema):
+    kind = fields.String(metadata={"description": "uncommitted, or commit"})
+    commit = fields.Nested(ChangedCommitSchema, allow_none=True)
+    files_total = fields.Integer(metadata={"description": "files in the whole group; a page holds some of them"})
+
+
+class ChangeGroupPageSchema(ChangeGroupSchema):
+    files = fields.List(fields.Nested(FileChangeSchema))
+
+
+class ChangesSchema(StrictSchema):
+    session_id = fields.String()
+    repo = fields.String()
+    branch = fields.String(allow_none=True)
+    base = fields.String(allow_none=True, metadata={"description": "the commits are those not on it: origin/<default>"})
+    head = fields.String(allow_none=True)
+    files_total = fields.Integer()
+    commits_total = fields.Integer(metadata={"description": "the chat's commits listed (at most 100)"})
+    commits_more = fields.Boolean(metadata={"description": "older commits were left out"})
+    page = fields.Integer()
+    pages = fields.Integer()
+    next_page = fields.Integer(allow_none=True)
+    page_size = fields.Integer()
+    groups = fields.List(fields.Nested(ChangeGroupPageSchema))
+
+
+class ChangeFileSchema(ChangeGroupSchema):
+    file = fields.Nested(FileChangeSchema)
+
+
+# ---- what a chat can be started with (domain/agent_options.py)
+
+
+class ModelOptionSchema(StrictSchema):
+    id = fields.String(metadata={"description": "provider/model, as `model` takes it"})
+    name = fields.String()
+    provider = fields.String(metadata={"description": "the provider's name"})
+    images = fields.Boolean(metadata={"description": "it takes images (attachments)"})
+
+
+class AgentOptionSchema(StrictSchema):
+    name = fields.String()
+    description = fields.String()
+
+
+class AgentOptionsSchema(StrictSchema):
+    models = fields.List(fields.Nested(ModelOptionSchema))
+    default_model = fields.String(allow_none=True)
+    agents = fields.List(fields.Nested(AgentOptionSchema), metadata={"description": "primary agents, hidden ones not"})
+    default_agent = fields.String(allow_none=True)
+    providers_configured = fields.Boolean(
+        metadata={"description": "a provider of the person's own is set up (not only opencode's free models)"}
+    )
+    attachments_max_bytes = fields.Integer(metadata={"description": "what a message's images may come to, decoded"})

@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, Playwright, sync_playwright
 from redis import Redis
 
 from domain.config import Settings, load_settings
 from sidecar import create_app
-from tests.support.fake_llm import write_opencode_config
+from tests.support.fake_github import FakeGitHub
+from tests.support.fake_llm import FakeLLM, write_opencode_config
 from tests.support.githttp import GitHttpServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -381,3 +383,83 @@ def start_sidecar(log: Path, env: dict[str, str] | None = None) -> tuple[subproc
 
     wait_until(up, 20, "gunicorn")
     return proc, url
+
+
+# ---- the browser tests' stack and browser: one of each for the whole session, shared by tests/test_web*.py
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WEB_OWNER = f"web{uuid.uuid4().hex[:6]}"
+WEB_REPOS = [f"{WEB_OWNER}/app", f"{WEB_OWNER}/other", f"{WEB_OWNER}/keep"]  # what the GitHub stand-in lists
+
+
+@pytest.fixture(scope="session")
+def web_github() -> Iterator[FakeGitHub]:
+    repos = [
+        {"full_name": name, "private": i == 1, "default_branch": "main", "pushed_at": f"2026-0{i + 1}-01T00:00:00Z"}
+        for i, name in enumerate(WEB_REPOS)
+    ]
+    with FakeGitHub(SECRET_TOKEN, repos) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def web_llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def web_git_server(origin: Origin) -> Iterator[GitHttpServer]:
+    """Repos over HTTP behind the token, as GitHub serves private ones: every clone, fetch and push the stack
+    makes (the agent's own included) goes through the credential helper."""
+    with GitHttpServer(origin.root, auth=(GITHUB_USER, SECRET_TOKEN)) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def web_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    origin: Origin,
+    web_github: FakeGitHub,
+    web_llm: FakeLLM,
+    web_git_server: GitHttpServer,
+) -> Iterator[Any]:
+    """bin/start (Caddy, the sidecar, the worker, Redis, opencode answered by `web_llm`), started once for every
+    browser test module that has no stack of its own to need."""
+    from tests.test_stack import start_stack  # which imports this module
+
+    for name in WEB_REPOS:
+        origin.create(name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GITHUB_API_URL", web_github.url)  # the sidecar lists the local stand-in's repos
+        # Fly-Client-IP believed from 127.0.0.1: a test's guessers get banned under addresses of their own.
+        tmp = tmp_path_factory.mktemp("webstack")
+        running = start_stack(tmp, origin, web_llm.url, web_git_server.base_url, MECODES_TRUSTED_PROXY="127.0.0.1/32")
+    yield running
+    if running.proc.poll() is None:
+        running.proc.terminate()
+        running.proc.wait(60)
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
 import http.client
 import json
 import os
@@ -203,6 +204,31 @@ def test_clone_worktree_and_an_opencode_session_through_caddy(stack: RunningStac
     assert status == 200 and "<title>mecodes</title>" in page
 
 
+def test_the_app_and_the_api_go_compressed_and_the_event_stream_not(stack: RunningStack) -> None:
+    """A phone asks for gzip: the web app's files and the API's answers come gzipped (the vendored libraries are
+    134 KB as files); opencode's event stream is passed on as it comes, never buffered for a compressor."""
+    auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    host, port = stack.base.removeprefix("http://").split(":")
+
+    def head(path: str) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", path, headers={"Authorization": auth, "Accept-Encoding": "gzip"})
+        return connection.getresponse(), connection
+
+    for path in ("/vendor/purify.es.mjs", "/views/chat.js", "/admin/openapi.json"):
+        response, connection = head(path)
+        body = response.read()
+        connection.close()
+        assert response.status == 200 and response.getheader("Content-Encoding") == "gzip", path
+        assert len(gzip.decompress(body)) > 3 * len(body), path
+    response, connection = head("/event")
+    try:
+        assert response.status == 200 and response.getheader("Content-Encoding") is None
+        assert response.readline().startswith(b"data:")  # the first event, at once
+    finally:
+        connection.close()
+
+
 def each_process(stack: RunningStack, read: Callable[[psutil.Process], Any]) -> list[Any]:
     """`read` of every process of the stack that is still there (short-lived children come and go)."""
     results = []
@@ -340,6 +366,8 @@ def test_health_says_what_is_restarting(tmp_path: Path, origin: Origin) -> None:
         ("MECODES_LOGIN_BAN_MAX", "0"),
         ("MECODES_TRUSTED_PROXY", "fly"),
         ("MECODES_TRUSTED_PROXY", "10.0.0.1/8"),
+        ("MECODES_ATTACHMENTS_MAX_MB", "0"),
+        ("MECODES_ATTACHMENTS_MAX_MB", "15"),
         ("MECODES_OPENCODE_CONFIG", "{not json"),
         ("MECODES_OPENCODE_CONFIG", "[1, 2]"),
         ("MECODES_REDIS_DIR", "/proc/no-such-folder/redis"),

@@ -4,18 +4,14 @@ Chromium at a phone's size, through Caddy (see tests/test_web.py)."""
 
 from __future__ import annotations
 
-import signal
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import expect
 
 from tests.conftest import Origin
-from tests.support.fake_llm import FakeLLM
-from tests.test_stack import RunningStack, new_chat, start_stack
-from tests.test_web import Phone, browser, close, new_phone, playwright  # noqa: F401 - fixtures
+from tests.test_stack import RunningStack, new_chat
+from tests.test_web import Phone, llm, phone, stack  # noqa: F401 - fixtures, by name
 
 # What the agent's shell does: a new file, an edit, a deletion, a binary file, 6 files of 200 KB (the page's patches
 # stop at 1 MB: the sixth's is read when it is opened), 30 generated files (a second page), a commit of one more file.
@@ -27,30 +23,10 @@ COMMAND = (
 )
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLM]:
-    with FakeLLM() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, origin: Origin, llm: FakeLLM) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("webchanges"), origin, llm.url)
-    yield running
-    if running.proc.poll() is None:
-        running.proc.send_signal(signal.SIGTERM)
-        running.proc.wait(60)
-
-
-@pytest.fixture
-def phone(browser: Browser, stack: RunningStack, request: pytest.FixtureRequest) -> Iterator[Phone]:  # noqa: F811
-    p = new_phone(browser, stack)
-    yield p
-    close(p, request.node.name)
-
-
 def test_what_a_shell_command_changed_shows_in_the_changes_tab(
-    phone: Phone, stack: RunningStack, origin: Origin
+    phone: Phone,
+    stack: RunningStack,
+    origin: Origin,  # noqa: F811
 ) -> None:
     repo = f"changes{uuid.uuid4().hex[:6]}/app"
     origin.create(repo)

@@ -5,17 +5,15 @@ tests/support/fake_llm.py and tests/test_web.py)."""
 
 from __future__ import annotations
 
-import signal
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import expect
 
 from tests.conftest import Origin, wait_until
 from tests.support.fake_llm import PRICES, FakeLLM
-from tests.test_stack import RunningStack, new_chat, start_stack
-from tests.test_web import PHONE, Phone, browser, close, new_phone, playwright  # noqa: F401 - fixtures
+from tests.test_stack import RunningStack, new_chat
+from tests.test_web import PHONE, Phone, llm, phone, stack  # noqa: F401 - fixtures, by name
 
 LONG_LINE = "x = " + " + ".join(f"value_{i}" for i in range(60))
 REPLY = f"""Here is the **plan**, with a [link](https://example.com/docs) and `inline code`.
@@ -36,21 +34,6 @@ print("done")
 [a trap](javascript:window.__pwned='link') and ![a picture](https://example.com/a.png)"""
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLM]:
-    with FakeLLM() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, origin: Origin, llm: FakeLLM) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("webformat"), origin, llm.url)
-    yield running
-    if running.proc.poll() is None:
-        running.proc.send_signal(signal.SIGTERM)
-        running.proc.wait(60)
-
-
 @pytest.fixture
 def repo(origin: Origin) -> str:
     name = f"format{uuid.uuid4().hex[:6]}/app"
@@ -58,20 +41,13 @@ def repo(origin: Origin) -> str:
     return name
 
 
-@pytest.fixture
-def phone(browser: Browser, stack: RunningStack, request: pytest.FixtureRequest) -> Iterator[Phone]:  # noqa: F811
-    p = new_phone(browser, stack)
-    yield p
-    close(p, request.node.name)
-
-
-def vendored_loaded(phone: Phone) -> list[str]:
+def vendored_loaded(phone: Phone) -> list[str]:  # noqa: F811
     return phone.page.evaluate(
         "() => performance.getEntriesByType('resource').map((r) => r.name).filter((n) => n.includes('/vendor/'))"
     )
 
 
-def test_a_reply_renders_formatted_and_nothing_in_it_runs(phone: Phone, stack: RunningStack, repo: str) -> None:
+def test_a_reply_renders_formatted_and_nothing_in_it_runs(phone: Phone, stack: RunningStack, repo: str) -> None:  # noqa: F811
     phone.go("#/chats")
     expect(phone.page.get_by_role("heading", name="Chats")).to_be_visible()
     assert vendored_loaded(phone) == []  # the list does not pay for the markdown libraries
@@ -113,7 +89,7 @@ def test_a_reply_renders_formatted_and_nothing_in_it_runs(phone: Phone, stack: R
     phone.fits_narrow_screen("chat-reply-formatted")
 
 
-def test_a_stop_the_person_asked_for_reads_stopped(phone: Phone, stack: RunningStack, repo: str) -> None:
+def test_a_stop_the_person_asked_for_reads_stopped(phone: Phone, stack: RunningStack, repo: str) -> None:  # noqa: F811
     chat = new_chat(stack, repo, prompt="WAIT until I am stopped")
     page = phone.page
     phone.go(f"#/chat/{chat['session_id']}")
@@ -132,7 +108,7 @@ def test_a_stop_the_person_asked_for_reads_stopped(phone: Phone, stack: RunningS
     phone.shot("chats-stopped")
 
 
-def test_the_composer_grows_to_a_limit_and_shrinks_back_once_sent(phone: Phone, stack: RunningStack, repo: str) -> None:
+def test_the_composer_grows_to_a_limit_and_shrinks_back_once_sent(phone: Phone, stack: RunningStack, repo: str) -> None:  # noqa: F811
     chat = new_chat(stack, repo, prompt="Hello")
     page = phone.page
     phone.go(f"#/chat/{chat['session_id']}")
@@ -164,7 +140,10 @@ def usage_text(usages: list[dict[str, int]]) -> str:
 
 
 def test_the_cost_shown_is_the_models_usage_at_the_configured_prices(
-    phone: Phone, stack: RunningStack, repo: str, llm: FakeLLM
+    phone: Phone,
+    stack: RunningStack,
+    repo: str,
+    llm: FakeLLM,  # noqa: F811
 ) -> None:
     marker = f"priced-{uuid.uuid4().hex[:8]}"
     chat = new_chat(stack, repo, prompt=f"RUN echo {marker}")

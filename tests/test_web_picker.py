@@ -21,14 +21,12 @@ from tests.test_stack import RunningStack, running_stack
 from tests.test_web import (  # noqa: F401 - fixtures, by name
     REPOS,
     Phone,
-    browser,
     close,
     git_server,
     github,
     llm,
     new_phone,
     phone,
-    playwright,
     stack,
 )
 
@@ -130,7 +128,7 @@ def test_an_image_attached_in_the_composer_reaches_the_model(
 
 
 def test_without_a_provider_the_phone_says_what_to_do(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     github: FakeGitHub,  # noqa: F811
     tmp_path: Path,
     origin: Origin,

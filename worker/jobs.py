@@ -147,9 +147,17 @@ def delete_repo(repo: str, force: bool) -> dict[str, Any]:
 
 @reports_errors
 def create_chat(
-    repo: str, label: str, branch: str | None, title: str, prompt: str | None, model: dict[str, str] | None
+    repo: str,
+    label: str,
+    branch: str | None,
+    title: str,
+    prompt: str | None,
+    model: dict[str, str] | None,
+    agent: str | None = None,
+    images: bool = False,
 ) -> dict[str, Any]:
-    return start_chat(job_context(), ChatRequest(parse_repo(repo), label, branch, title, prompt, model))
+    chat = ChatRequest(parse_repo(repo), label, branch, title, prompt, model, agent, images)
+    return start_chat(job_context(), chat)
 
 
 @reports_errors

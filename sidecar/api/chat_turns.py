@@ -17,6 +17,8 @@ from domain.interruptions import Restarts
 from domain.inventory import WorktreeInfo, find_by_opencode_session
 from domain.names import parse_model, parse_session_id
 from domain.opencode import Opencode
+from sidecar.api.agent_options import refuse_unless_offered
+from sidecar.api.attachments import checked_parts
 from sidecar.api.chats import opencode
 from sidecar.api.errors import parse_path
 from sidecar.api.jobs import job_view
@@ -72,13 +74,17 @@ class Prompt(MethodView):
     @blp.response(200, PromptResultSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="no such chat")
     @blp.alt_response(409, schema=ErrorSchema, description="the chat's worktree was removed")
+    @blp.alt_response(413, schema=ErrorSchema, description="the images come to more than MECODES_ATTACHMENTS_MAX_MB")
     @blp.alt_response(503, schema=ErrorSchema, description="opencode is unavailable")
     def post(self, body: dict[str, Any], session_id: str) -> dict[str, Any]:
-        """Send the agent a message in the chat's session (opencode answers it in the background)."""
+        """Send the agent a message in the chat's session, with `model`, `agent` and images when given (opencode
+        answers it in the background)."""
         client, session, worktree = _chat(session_id)
         _require_worktree(session, worktree)
+        files = checked_parts(body["attachments"])
+        refuse_unless_offered(client, body["model"], body["agent"], bool(files))
         model = parse_model(body["model"]) if body["model"] else None
-        client.prompt(session["id"], session["directory"], body["text"], model, body["agent"])
+        client.prompt(session["id"], session["directory"], body["text"], model, body["agent"], files)
         return {"session_id": session["id"], "sent": True}
 
 

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
 
 from domain.agent_instances import Instances
+from domain.attachments import stash
 from domain.chat_list import chat_entries
 from domain.chats import require_commits_to_push
 from domain.interruptions import Restarts
@@ -17,10 +18,14 @@ from domain.inventory import default_branch, find_by_opencode_session
 from domain.names import parse_model, parse_repo, parse_session_id
 from domain.opencode import Opencode
 from domain.repo_ops import Refused
-from sidecar.api.errors import parse_path, refuse_if_branch_taken, refuse_if_holding_work
+from sidecar.api.agent_options import refuse_unless_offered
+from sidecar.api.attachments import checked_parts
+from sidecar.api.errors import invalid, parse_path, refuse_if_branch_taken, refuse_if_holding_work
 from sidecar.api.jobs import job_view
 from sidecar.schemas import ChatListSchema, ForceQuery, JobSchema, NewChatRequest, PushRequest
 from sidecar.services import services
+
+IMAGES_KEPT_EXTRA = 3600  # seconds a new chat's images are kept beyond its longest wait for memory: queue, clone
 
 blp = Blueprint("chats", __name__, url_prefix="/admin/chats", description="Chats: an agent on a worktree of its own")
 
@@ -37,17 +42,24 @@ class Chats(MethodView):
     @blp.arguments(NewChatRequest)
     @blp.response(202, JobSchema)
     @blp.alt_response(409, schema=ErrorSchema, description="`branch` is checked out in another chat's worktree (named)")
+    @blp.alt_response(413, schema=ErrorSchema, description="the images come to more than MECODES_ATTACHMENTS_MAX_MB")
     @blp.alt_response(503, schema=ErrorSchema, description="opencode (or Redis) is unavailable")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Clone or refresh the repo, make a worktree on a new branch, create an opencode session in it and send
-        the prompt. The job's progress names each phase; its result has the session id and the URL to open."""
-        opencode()
+        the prompt (with `model`, `agent` and images when given). The job's progress names each phase; its result
+        has the session id and the URL to open."""
+        client = opencode()
         repo, prompt = parse_repo(body["repo"]), body["prompt"]
         title = body["title"] or (prompt.strip().splitlines()[0][:80] if prompt and prompt.strip() else str(repo))
+        if body["attachments"] and not prompt:
+            invalid("json", "attachments", "images go with a task: give the prompt too")
+        files = checked_parts(body["attachments"])
+        refuse_unless_offered(client, body["model"], body["agent"], bool(files))
         model = parse_model(body["model"]) if body["model"] else None
         label = f"chat-{uuid.uuid4().hex[:12]}"
         if body["branch"]:
             refuse_if_branch_taken(services(), repo, body["branch"], label)
+        stash(services().jobs.redis, label, files, services().settings.chat_memory_wait + IMAGES_KEPT_EXTRA)
         job = services().jobs.enqueue(
             "chat",
             "worker.jobs.create_chat",
@@ -57,6 +69,8 @@ class Chats(MethodView):
             title,
             prompt,
             model,
+            body["agent"],
+            bool(files),
             waits=services().settings.chat_memory_wait,
         )
         return job_view(job)

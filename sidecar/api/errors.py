@@ -71,7 +71,7 @@ def refuse_unless_json() -> None:
     """415 for a body that is not JSON sent to an endpoint that reads one (webargs would see no body at all and
     answer 422 "missing data" for fields that are there). An empty body passes where every field is optional: it
     asks for the defaults."""
-    schema = _json_body_schema()
+    schema = json_body_schema()
     if schema is None or request.is_json:
         return
     if not request.get_data(cache=True) and not any(field.required for field in schema.fields.values()):
@@ -80,7 +80,7 @@ def refuse_unless_json() -> None:
     abort(415, message=message, errors={"headers": {"Content-Type": [f"expected {JSON}"]}})
 
 
-def _json_body_schema() -> Schema | None:
+def json_body_schema() -> Schema | None:
     """The schema of the JSON body the matched endpoint reads (its flask-smorest `@blp.arguments`), if any."""
     view = current_app.view_functions.get(request.endpoint or "")
     view_class = getattr(view, "view_class", None)

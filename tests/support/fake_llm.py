@@ -4,11 +4,16 @@
 What it answers depends on the last user message of the conversation:
 - `FAIL <reason>`: HTTP 401 with `<reason>`, as a provider refusing an API key does (opencode does not retry it);
 - `RUN <shell command>`: a `bash` tool call running that command; once the tool's result comes back, `Done.`;
+- `ASK <json>`: a `question` tool call with that JSON as its arguments (`{"questions": [...]}`), which opencode
+  holds until the person answers; then `Done.` as for `RUN`;
 - `WAIT <text>`: `Working on it` and then nothing, the stream held open (a slow model) until opencode hangs up,
   as it does when the session is aborted;
 - `SLOW <seconds> <text>`: `<text>` streamed a word at a time over `<seconds>` (a reply streaming in);
+- `SAY <text>`: exactly `<text>` (markdown, say), streamed in two chunks;
 - anything else: `Echo: <text>`, streamed in two chunks.
 opencode's side requests (a title for the session) are answered `Stub title`.
+Every streamed answer reports usage (about 4 characters a token, so each request's figures differ) and the config
+gives the models prices (PRICES), so opencode records a cost per reply; `llm.usage_of(marker)` tells what was reported.
 """
 
 from __future__ import annotations
@@ -23,18 +28,26 @@ from tests.support.loopback import LoopbackServer, reply_json
 
 PROVIDER = "stub"
 MODEL = "echo"
+SECOND_MODEL = "echo-two"  # a second model to choose (it answers as the first; the request names it)
 WORKING = "Working on it"
+PRICES = {"input": 3.0, "output": 15.0}  # $ per million tokens, as opencode's model config takes them
 
 
 def opencode_config(base_url: str) -> dict[str, Any]:
-    """opencode.json that makes this stand-in the only provider and its model the default."""
+    """opencode.json that makes this stand-in the only provider and its model the default; both its models take
+    images (opencode sends an image part only to a model that does)."""
+    modalities = {"input": ["text", "image"], "output": ["text"]}
+    takes_images = {"tool_call": True, "attachment": True, "modalities": modalities}
     provider = {
         "npm": "@ai-sdk/openai-compatible",
         "name": "Stand-in LLM",
         "options": {"baseURL": f"{base_url}/v1", "apiKey": "not-a-real-key"},
-        "models": {MODEL: {"name": "Echo", "tool_call": True}},
+        "models": {MODEL: {"name": "Echo", **takes_images}, SECOND_MODEL: {"name": "Echo two", **takes_images}},
     }
-    return {"provider": {PROVIDER: provider}, "model": f"{PROVIDER}/{MODEL}", "share": "disabled"}
+    for model in provider["models"].values():
+        model["cost"] = PRICES  # opencode records each reply's cost from them
+    only = {"enabled_providers": [PROVIDER]}  # not opencode's free models, nor Copilot's for GITHUB_TOKEN
+    return {"provider": {PROVIDER: provider}, "model": f"{PROVIDER}/{MODEL}", "share": "disabled", **only}
 
 
 def write_opencode_config(config_home: Path, base_url: str) -> None:
@@ -47,6 +60,14 @@ def _text(content: Any) -> str:
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     return content or ""
+
+
+def images_sent(request: dict[str, Any]) -> list[str]:
+    """The image parts' URLs (`data:<mime>;base64,...`) in the user messages of one request it was sent, as
+    opencode sends an attachment to a model that takes images."""
+    contents = [m.get("content") for m in request.get("messages") or [] if m.get("role") == "user"]
+    parts = [part for content in contents if isinstance(content, list) for part in content if isinstance(part, dict)]
+    return [part["image_url"]["url"] for part in parts if part.get("type") == "image_url"]
 
 
 HOLD_SECONDS = 300
@@ -66,9 +87,13 @@ def _answer(messages: list[dict[str, Any]]) -> tuple[int, str | None, dict[str, 
         return 200, WORKING, None
     if last.startswith("SLOW "):
         return 200, last, None
+    if last.startswith("SAY "):
+        return 200, last.removeprefix("SAY "), None
     if last.startswith("RUN "):
         command = last.removeprefix("RUN ").strip()
         return 200, None, {"name": "bash", "arguments": {"command": command, "description": "Run what was asked"}}
+    if last.startswith("ASK "):
+        return 200, None, {"name": "question", "arguments": json.loads(last.removeprefix("ASK "))}
     return 200, f"Echo: {last}", None
 
 
@@ -78,6 +103,15 @@ class FakeLLM(LoopbackServer):
     def __init__(self) -> None:
         super().__init__()
         self.requests: list[dict[str, Any]] = []
+        self.usages: list[tuple[dict[str, Any], dict[str, int]]] = []  # (request, usage) of each answer sent whole
+
+    def usage_of(self, marker: str) -> list[dict[str, int]]:
+        """The usage reported for the chat's own requests (not a title's) whose conversation mentions `marker`."""
+        return [
+            usage
+            for request, usage in self.usages
+            if marker in json.dumps(request["messages"]) and _answer(request["messages"])[1] != "Stub title"
+        ]
 
     def serve(self, handler: BaseHTTPRequestHandler) -> None:
         if handler.command != "POST" or not handler.path.endswith("/chat/completions"):
@@ -106,7 +140,7 @@ class FakeLLM(LoopbackServer):
             text = text or ""
             deltas = [{"role": "assistant", "content": text[: len(text) // 2]}, {"content": text[len(text) // 2 :]}]
             finish = "stop"
-        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        usage = _usage(body.get("messages") or [], deltas)
         choices = [[{"index": 0, "delta": d, "finish_reason": None}] for d in deltas]
         choices.append([{"index": 0, "delta": {}, "finish_reason": finish}])
         try:
@@ -118,8 +152,15 @@ class FakeLLM(LoopbackServer):
                 handler.wfile.flush()
                 time.sleep(pause)
             handler.wfile.write(b"data: [DONE]\n\n")
+            self.usages.append((body, usage))
         except OSError:
             pass  # opencode hung up (an abort)
+
+
+def _usage(messages: list[dict[str, Any]], deltas: list[dict[str, Any]]) -> dict[str, int]:
+    """Made-up, plausible figures: about 4 characters a token of what was sent and what is answered."""
+    prompt, completion = len(json.dumps(messages)) // 4, max(1, len(json.dumps(deltas)) // 4)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _hold(handler: BaseHTTPRequestHandler) -> None:

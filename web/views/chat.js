@@ -1,69 +1,49 @@
 // One chat: the conversation streamed live from opencode (GET /event), tool calls and file edits shown
-// compactly, a prompt box, abort, the session's diff, push (pull request) and delete.
+// compactly, a prompt box, abort, the changes git sees (chat-changes.js), push (pull request) and delete.
 // On every (re)connect of the stream the messages are reloaded, then the stream's events are applied, so
 // nothing missed while the phone slept is lost; events arriving during the reload wait for it.
 
 import { announce, ApiError, del, get, jobFailure, pollJob, post, withQuery } from '../api.js';
+import { usageDetail, usageOf, usageText } from '../cost.js';
 import { stream } from '../events.js';
+import { changesView, patchBlock } from './chat-changes.js';
+import { chatInputs } from './chat-inputs.js';
+import { agentPicker } from './agent-picker.js';
+import { imageAttacher, imageThumb } from './image-attach.js';
+import { markdown, preloadMarkdown } from '../markdown.js';
 import { badge, confirmDialog, errorBox, h, isAbort, plural, put, throttle, when } from '../ui.js';
 
 const byId = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
 const MAX_OUTPUT = 4000;
-const MAX_DIFF_LINES = 1500;
 
 function clip(text, max = MAX_OUTPUT) {
   if (typeof text !== 'string') return '';
   return text.length > max ? `${text.slice(0, max)}\n… ${text.length - max} more characters` : text;
 }
 
+const STOPPED = 'MessageAbortedError'; // opencode's abort: the person stopped the agent, not a failure
+
 /** An opencode error object ({name, data: {message}}) in words. */
 export function errorText(error) {
   if (!error) return '';
-  if (error.name === 'MessageAbortedError') return 'Stopped (aborted).';
+  if (error.name === STOPPED) return 'Stopped.';
   const message = error.data?.message || error.message;
   const name = (error.name || 'Error').replace(/Error$/, ' error').replace(/([a-z])([A-Z])/g, '$1 $2');
   return message ? `${message}` : name;
 }
 
-/** Text with ``` fences as code blocks and `inline code`; everything else as plain text (never HTML). */
-export function richText(text) {
-  const out = [];
-  const fence = /```[^\n`]*\n([\s\S]*?)(?:```|$)/g;
-  let last = 0;
-  let match;
-  while ((match = fence.exec(text))) {
-    if (match.index > last) out.push(paragraph(text.slice(last, match.index)));
-    out.push(h('pre', { class: 'code' }, h('code', {}, match[1])));
-    last = fence.lastIndex;
-    if (match[0].length === 0) break;
-  }
-  if (last < text.length) out.push(paragraph(text.slice(last)));
-  return out;
-}
-
-function paragraph(text) {
-  if (!text.trim()) return null;
-  const pieces = text.split(/`([^`\n]+)`/).map((piece, i) => (i % 2 ? h('code', {}, piece) : piece));
-  return h('div', { class: 'text' }, pieces);
-}
-
-/** A unified diff, line by line, coloured by kind. */
-export function patchBlock(patch) {
-  const lines = patch.split('\n');
-  const shown = lines.slice(0, MAX_DIFF_LINES).map((line) => {
-    const kind = line.startsWith('@@') ? 'hunk' : line.startsWith('+++') || line.startsWith('---') || line.startsWith('diff ') || line.startsWith('index ') ? 'meta' : line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : 'ctx';
-    return h('span', { class: `line ${kind}` }, `${line}\n`);
-  });
-  const more = lines.length > MAX_DIFF_LINES ? h('span', { class: 'line meta' }, `… ${lines.length - MAX_DIFF_LINES} more lines`) : null;
-  return h('pre', { class: 'diff', tabindex: '0' }, shown, more);
+/** How a reply ended early: stopped on request (a neutral note), or failed (an alert). */
+function endNote(error) {
+  if (!error) return null;
+  return error.name === STOPPED ? h('p', { class: 'stopped-note' }, 'Stopped.') : errorBox(new Error(errorText(error)));
 }
 
 export function render(root, [sessionId], ctx) {
   const encoded = encodeURIComponent(sessionId);
+  preloadMarkdown(); // while the conversation loads
   let session = null;
   let directory = null;
   let status = { type: 'idle' };
-  let diff = null;
   let buffer = null;
   let reloadSeq = 0;
   let pending = null; // the prompt being sent, shown until opencode records it
@@ -73,11 +53,13 @@ export function render(root, [sessionId], ctx) {
 
   const title = h('h1', { class: 'chat-title' }, 'Chat');
   const meta = h('p', { class: 'item-meta' });
+  const usageLine = h('p', { class: 'item-meta chat-usage' }); // tokens and cost so far, from the messages
   const statusSlot = h('span');
   const streamNote = h('p', { class: 'stream-note', 'aria-live': 'polite' });
   const notice = h('div', { 'aria-live': 'polite' });
   const stateNote = h('div', { class: 'chat-state', 'aria-live': 'polite' });
   const log = h('div', { class: 'messages', 'aria-label': 'Conversation' });
+  const inputs = chatInputs(sessionId, ctx, () => renderStatus()); // questions and permission requests the agent waits on
   const changes = h('section', { class: 'changes', 'aria-label': 'Changes', hidden: true });
   const actionsOut = h('div', { 'aria-live': 'polite' });
   const abortButton = h('button', { type: 'button', class: 'button', disabled: true, onclick: abort }, 'Abort');
@@ -86,7 +68,9 @@ export function render(root, [sessionId], ctx) {
   const input = h('textarea', { id: 'prompt', rows: '2', placeholder: 'Message the agent', 'aria-label': 'Message the agent', enterkeyhint: 'send' });
   const sendButton = h('button', { type: 'submit', class: 'button primary', disabled: true }, 'Send');
   const promptError = h('div', { 'aria-live': 'assertive' });
-  const promptForm = h('form', { class: 'prompt' }, promptError, h('div', { class: 'prompt-row' }, input, sendButton));
+  const picker = agentPicker('composer', ctx);
+  const images = imageAttacher('composer-images', { maxBytes: picker.maxImageBytes, allowed: picker.takesImages });
+  const promptForm = h('form', { class: 'prompt' }, promptError, images.node, h('div', { class: 'prompt-row' }, input, sendButton), h('div', { class: 'row' }, picker.node, images.button), picker.note);
   const moreMenu = h(
     'details',
     { class: 'menu' },
@@ -102,13 +86,14 @@ export function render(root, [sessionId], ctx) {
   put(
     root,
     h('p', { class: 'back' }, h('a', { href: '#/chats' }, '← Chats')),
-    h('header', { class: 'chat-head' }, title, meta, h('div', { class: 'row' }, statusSlot, abortButton, moreMenu)),
+    h('header', { class: 'chat-head' }, title, meta, usageLine, h('div', { class: 'row' }, statusSlot, abortButton, moreMenu)),
     actionsOut,
     streamNote,
     h('div', { class: 'tabs', role: 'group', 'aria-label': 'View' }, tabConversation, tabChanges),
     notice,
     log,
     changes,
+    inputs.node,
     stateNote,
     promptForm,
   );
@@ -157,7 +142,7 @@ export function render(root, [sessionId], ctx) {
     switch (part.type) {
       case 'text':
         if (part.synthetic || part.ignored || !part.text) return null;
-        return h('div', { class: 'part part-text', 'data-part': part.id }, role === 'user' ? h('div', { class: 'text' }, part.text) : richText(part.text));
+        return h('div', { class: 'part part-text', 'data-part': part.id }, role === 'user' ? h('div', { class: 'text' }, part.text) : markdown(part.text));
       case 'reasoning': {
         if (!part.text?.trim()) return null;
         const details = h('details', { class: 'reasoning', 'data-part': part.id, open: openParts.has(part.id) }, h('summary', {}, 'Thinking'), h('div', { class: 'text' }, part.text));
@@ -167,7 +152,7 @@ export function render(root, [sessionId], ctx) {
       case 'tool':
         return toolNode(part);
       case 'file':
-        return h('p', { class: 'part chip' }, `File: ${part.filename || rel(part.source?.path) || part.mime}`);
+        return imageThumb(part) || h('p', { class: 'part chip' }, `File: ${part.filename || rel(part.source?.path) || part.mime}`);
       case 'patch':
         return part.files?.length ? h('p', { class: 'part chip' }, `Changed ${plural(part.files.length, 'file')}: ${part.files.map(rel).join(', ')}`) : null;
       case 'retry':
@@ -186,7 +171,7 @@ export function render(root, [sessionId], ctx) {
   function messageNode(message) {
     const role = message.info.role || 'assistant';
     const parts = [...message.parts.values()].sort((a, b) => byId(a.id, b.id)).map((part) => partNode(part, role)).filter(Boolean);
-    const error = role === 'assistant' && message.info.error ? errorBox(new Error(errorText(message.info.error))) : null;
+    const error = role === 'assistant' ? endNote(message.info.error) : null;
     const working = role === 'assistant' && !message.info.time?.completed && !error && status.type !== 'idle';
     return h(
       'article',
@@ -236,6 +221,10 @@ export function render(root, [sessionId], ctx) {
       previous = node;
     }
     dirty.clear();
+    const usage = usageOf(messages.values());
+    usageLine.textContent = usageText(usage);
+    usageLine.title = usageDetail(usage);
+    usageLine.hidden = !usageLine.textContent;
     // Whatever follows the messages (a loading note, the empty note, the prompt being sent) is redrawn.
     while (previous ? previous.nextSibling : log.firstChild) (previous ? previous.nextSibling : log.firstChild).remove();
     if (pending) {
@@ -248,8 +237,10 @@ export function render(root, [sessionId], ctx) {
 
   function renderStatus() {
     const type = status.type || 'idle';
-    put(statusSlot, badge(type === 'retry' ? 'error · retrying' : type === 'busy' ? 'working' : type, type === 'retry' ? 'error' : type));
+    if (type !== 'idle' && inputs.waiting()) put(statusSlot, badge('needs your input', 'warn')); // busy, but on the person
+    else put(statusSlot, badge(type === 'retry' ? 'error · retrying' : type === 'busy' ? 'working' : type, type === 'retry' ? 'error' : type));
     abortButton.disabled = type === 'idle';
+    if (type === 'idle') changesSoon(); // a turn ended (or the stream came back): what it changed shows
     if (type === 'retry') {
       put(notice, h('p', { class: 'warning' }, `The agent hit an error and is retrying (attempt ${status.attempt}): ${status.message}`, status.next ? [' Next try ', when(status.next), '.'] : ''));
     } else if (!notice.querySelector('[data-keep]')) {
@@ -298,44 +289,18 @@ export function render(root, [sessionId], ctx) {
   const stateSoon = throttle(loadState, 1500);
   ctx.onCleanup(() => stateSoon.cancel());
 
+  // The Changes tab reads git (chat-changes.js) when it is opened, and again when a turn ends while it is open.
+  const setCount = (n) => (tabChanges.textContent = n ? `Changes (${n})` : 'Changes');
+  const changeList = changesView(changes, sessionId, { signal: ctx.signal, onCount: setCount });
+  const changesSoon = throttle(() => !changes.hidden && changeList.load(), 1000);
+  ctx.onCleanup(() => changesSoon.cancel());
+
   function renderHead() {
     if (!session) return;
     title.textContent = session.title || 'Untitled chat';
     document.title = `${session.title || 'Chat'} · mecodes`;
     const info = session.metadata?.mecodes || {};
     put(meta, [info.repo, info.branch].filter(Boolean).join(' · ') || rel(session.directory) || session.directory, ' · ', when(session.time?.updated));
-    const files = session.summary?.files;
-    tabChanges.textContent = files ? `Changes (${files})` : 'Changes';
-  }
-
-  function renderChanges() {
-    if (changes.hidden) return;
-    if (diff === null) {
-      put(changes, h('p', { class: 'muted' }, 'Loading changes…'));
-      return;
-    }
-    if (diff instanceof Error) {
-      put(changes, errorBox(diff, 'Could not load the changes'), h('button', { type: 'button', class: 'button', onclick: loadDiff }, 'Try again'));
-      return;
-    }
-    if (!diff.length) {
-      put(changes, h('p', { class: 'empty' }, 'No file changes yet.'));
-      return;
-    }
-    const added = diff.reduce((n, f) => n + (f.additions || 0), 0);
-    const removed = diff.reduce((n, f) => n + (f.deletions || 0), 0);
-    put(
-      changes,
-      h('p', { class: 'muted' }, `${plural(diff.length, 'file')} changed, `, h('span', { class: 'add' }, `+${added}`), ' ', h('span', { class: 'del' }, `−${removed}`)),
-      diff.map((file) =>
-        h(
-          'details',
-          { class: 'file-diff', open: diff.length <= 5 },
-          h('summary', {}, h('span', { class: 'path' }, file.file || '(unnamed)'), ' ', h('span', { class: 'add' }, `+${file.additions || 0}`), ' ', h('span', { class: 'del' }, `−${file.deletions || 0}`), file.status ? ` ${file.status}` : ''),
-          file.patch ? patchBlock(file.patch) : h('p', { class: 'muted' }, 'No line-by-line diff for this file.'),
-        ),
-      ),
-    );
   }
 
   function showTab(which) {
@@ -344,10 +309,7 @@ export function render(root, [sessionId], ctx) {
     tabChanges.setAttribute('aria-pressed', String(!conversation));
     log.hidden = !conversation;
     changes.hidden = conversation;
-    if (!conversation) {
-      renderChanges();
-      loadDiff();
-    }
+    if (!conversation) changeList.load();
   }
 
   // ---- state from the server
@@ -356,6 +318,7 @@ export function render(root, [sessionId], ctx) {
 
   async function reload() {
     const seq = ++reloadSeq;
+    inputs.load(directory);
     buffer ??= [];
     log.setAttribute('aria-busy', 'true');
     try {
@@ -366,6 +329,8 @@ export function render(root, [sessionId], ctx) {
       if (seq !== reloadSeq) return;
       messages.clear();
       for (const { info, parts } of list) messages.set(info.id, { info, parts: new Map(parts.map((p) => [p.id, p])) });
+      const lastUser = list.filter((m) => m.info.role === 'user').pop()?.info; // the chat's model and agent so far
+      if (lastUser?.model) picker.follow({ model: `${lastUser.model.providerID}/${lastUser.model.modelID}`, agent: lastUser.agent });
       status = statuses?.[sessionId] || { type: 'idle' };
       // The snapshot is the truth; what happened meanwhile follows (text deltas are dropped: opencode sends the
       // whole part again when it ends, and applying one twice would double the text).
@@ -383,16 +348,6 @@ export function render(root, [sessionId], ctx) {
       log.removeAttribute('aria-busy');
       put(notice, h('div', { 'data-keep': '' }, errorBox(error, 'Could not load the conversation'), h('button', { type: 'button', class: 'button', onclick: () => { put(notice); reload(); } }, 'Try again')));
     }
-  }
-
-  async function loadDiff() {
-    try {
-      diff = await get(withQuery(`/session/${encoded}/diff`, { directory }), { signal: ctx.signal });
-    } catch (error) {
-      if (isAbort(error)) return;
-      diff = error;
-    }
-    renderChanges();
   }
 
   function messageEntry(messageID) {
@@ -445,11 +400,8 @@ export function render(root, [sessionId], ctx) {
         promptForm.hidden = true;
         return;
       case 'session.error':
-        if (props.error) put(notice, h('div', { 'data-keep': '' }, errorBox(new Error(errorText(props.error)), 'The agent stopped with an error')));
-        return;
-      case 'session.diff':
-        diff = props.diff || [];
-        renderChanges();
+        // A stop the person asked for is no error: the reply's own note says "Stopped."
+        if (props.error && props.error.name !== STOPPED) put(notice, h('div', { 'data-keep': '' }, errorBox(new Error(errorText(props.error)), 'The agent stopped with an error')));
         return;
       default:
         return;
@@ -457,6 +409,7 @@ export function render(root, [sessionId], ctx) {
   }
 
   function onEvent(event) {
+    inputs.onEvent(event);
     if (!event.properties || (event.properties.sessionID && event.properties.sessionID !== sessionId)) return;
     if (buffer) buffer.push(event);
     else apply(event);
@@ -470,14 +423,14 @@ export function render(root, [sessionId], ctx) {
     if (!text.trim() || !directory) return;
     put(promptError);
     sendButton.disabled = true;
-    const lastUser = [...messages.values()].filter((m) => m.info.role === 'user').sort((a, b) => byId(a.info.id, b.info.id)).pop()?.info;
-    const body = { text };
-    if (lastUser?.model?.providerID) body.model = `${lastUser.model.providerID}/${lastUser.model.modelID}`;
-    if (lastUser?.agent) body.agent = lastUser.agent;
+    const body = { text, ...picker.choice() };
+    if (images.images().length) body.attachments = images.images();
     const after = [...messages.keys()].sort(byId).pop() || '';
     try {
       await post(`/admin/chats/${encoded}/prompt`, body, { signal: ctx.signal });
       input.value = '';
+      images.clear();
+      fitComposer();
       pending = { text, after };
       scheduleRender('pending'); // no message changed: only the bubble being sent is drawn
       if (connection !== 'live') reload();
@@ -486,6 +439,13 @@ export function render(root, [sessionId], ctx) {
     } finally {
       sendButton.disabled = false;
     }
+  }
+
+  /** The composer grows with its text up to a quarter of the screen (then scrolls), and shrinks back when emptied. */
+  function fitComposer() {
+    input.style.height = '';
+    const borders = input.offsetHeight - input.clientHeight;
+    if (input.value) input.style.height = `${Math.min(input.scrollHeight + borders, window.innerHeight * 0.25)}px`;
   }
 
   async function abort() {
@@ -581,10 +541,7 @@ export function render(root, [sessionId], ctx) {
   input.addEventListener('keydown', (event) => {
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) send(event);
   });
-  input.addEventListener('input', () => {
-    input.style.height = 'auto';
-    input.style.height = `${Math.min(input.scrollHeight, window.innerHeight * 0.4)}px`;
-  });
+  input.addEventListener('input', fitComposer);
 
   // ---- start: the session (for its directory), then the stream; every connect reloads the messages
 

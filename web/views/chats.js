@@ -1,12 +1,13 @@
-// Chats: opencode's sessions joined with the worktrees (GET /admin/chats), newest activity first. Kept fresh
-// by opencode's global event stream, other tabs' changes, and coming back to the page.
+// Chats: opencode's sessions joined with the worktrees (GET /admin/chats), those waiting on the person first, then
+// newest activity first. Kept fresh by opencode's global event stream, other tabs' changes, and coming back to the page.
 
 import { get, onChange, onPendingChange, pendingChats } from '../api.js';
+import { usageDetail, usageText } from '../cost.js';
 import { stream } from '../events.js';
 import { badge, bytes, errorBox, h, isAbort, onVisible, plural, put, throttle, when } from '../ui.js';
 
 const CACHE = 'mecodes.chats';
-const STATUS = { idle: 'idle', busy: 'busy', retry: 'error · retrying', error: 'error', interrupted: 'interrupted' };
+const STATUS = { idle: 'idle', busy: 'busy', retry: 'error · retrying', error: 'error', interrupted: 'interrupted', 'needs-input': 'needs your input' };
 const KIND = { retry: 'error', interrupted: 'warn' };
 
 function statusBadge(status) {
@@ -28,8 +29,10 @@ function chatItem(chat) {
     h('span', { class: 'item-title' }, title),
     h('span', { class: 'item-meta' }, [chat.repo, chat.branch].filter(Boolean).join(' · ') || '—'),
     h('span', { class: 'item-meta' }, statusBadge(chat.status), ' ', flags(chat), ' ', chat.disk_bytes ? `${bytes(chat.disk_bytes)} · ` : '', when(chat.last_activity)),
+    usageText(chat) ? h('span', { class: 'item-meta chat-usage', title: usageDetail(chat) }, usageText(chat)) : null,
     chat.last_error ? h('span', { class: 'item-meta error-text' }, `The last reply failed: ${chat.last_error}`) : null,
     chat.interruption ? h('span', { class: 'item-meta warn-text' }, `Interrupted: ${chat.interruption.why}. Open it to continue.`) : null,
+    chat.waiting_for ? h('span', { class: 'item-meta warn-text' }, `${chat.waiting_for.kind === 'question' ? 'Asks you' : 'Asks permission'}: ${chat.waiting_for.summary}`) : null,
   ];
   if (chat.has_session && chat.session_id) {
     return h('li', {}, h('a', { class: 'item', href: `#/chat/${encodeURIComponent(chat.session_id)}`, 'data-session': chat.session_id }, body));
@@ -98,7 +101,7 @@ export function render(root, _params, ctx) {
   const soon = throttle(load, 1500);
   const events = stream('/global/event', {
     onEvent: (event) => {
-      if (/^session\.(created|updated|deleted|status|idle|error)$/.test(event.type)) soon();
+      if (/^(session\.(created|updated|deleted|status|idle|error)|(question|permission)\.(asked|replied|rejected))$/.test(event.type)) soon();
     },
     onOpen: () => loadedOnce && soon(),
   });

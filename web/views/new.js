@@ -4,6 +4,8 @@
 
 import { announce, del, forgetChat, get, jobFailure, onChange, onPendingChange, pendingChats, pollJob, post, rememberChat, withQuery } from '../api.js';
 import { ago, badge, busy, debounce, errorBox, h, isAbort, progressBar, put } from '../ui.js';
+import { agentPicker } from './agent-picker.js';
+import { imageAttacher } from './image-attach.js';
 
 const PHASES = ['repo', 'worktree', 'session', 'prompt'];
 const PHASE_LABELS = { repo: 'Repo', worktree: 'Worktree', session: 'Session', prompt: 'Task sent' };
@@ -47,6 +49,8 @@ export function render(root, _params, ctx) {
     autocapitalize: 'off', spellcheck: 'false',
   });
   const promptInput = h('textarea', { id: 'prompt', name: 'prompt', rows: '6', placeholder: 'What should the agent do?' });
+  const picker = agentPicker('new', ctx);
+  const images = imageAttacher('new-images', { maxBytes: picker.maxImageBytes, allowed: picker.takesImages });
   const suggestions = h('ul', { class: 'picker', 'aria-label': 'Your GitHub repositories' });
   const pickerNote = h('div', { class: 'picker-note', 'aria-live': 'polite' });
   const formError = h('div', { 'aria-live': 'assertive' });
@@ -67,6 +71,9 @@ export function render(root, _params, ctx) {
     branchInput,
     h('label', { for: 'prompt' }, 'Task'),
     promptInput,
+    images.node,
+    h('div', { class: 'row' }, picker.node, images.button),
+    picker.note,
     h('p', { class: 'hint' }, 'Ctrl+Enter starts the chat.'),
     formError,
     submit,
@@ -144,6 +151,8 @@ export function render(root, _params, ctx) {
     const body = { repo };
     if (branchInput.value.trim()) body.branch = branchInput.value.trim();
     if (promptInput.value.trim()) body.prompt = promptInput.value;
+    Object.assign(body, picker.choice());
+    if (images.images().length) body.attachments = images.images();
     submit.disabled = true;
     try {
       const job = await post('/admin/chats', body, { signal: ctx.signal });
@@ -151,6 +160,7 @@ export function render(root, _params, ctx) {
       startedHere.add(job.id);
       rememberChat({ id: job.id, url: job.url, repo, task: firstLine, started: Date.now() });
       promptInput.value = '';
+      images.clear();
       showPending();
     } catch (error) {
       if (!isAbort(error)) put(formError, errorBox(error, 'The chat could not be started'));

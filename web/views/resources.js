@@ -3,6 +3,7 @@
 // Every delete or kill asks first; a refusal from the server is shown in its own words.
 
 import { announce, del, get, jobFailure, onChange, pollJob, post, TERMINAL, withQuery } from '../api.js';
+import { usageDetail, usageText } from '../cost.js';
 import { badge, bytes, confirmDialog, duration, errorBox, h, isAbort, onVisible, plural, put, throttle, toDate, when } from '../ui.js';
 
 function section(id, title, ...extra) {
@@ -14,6 +15,7 @@ function section(id, title, ...extra) {
 export function render(root, _params, ctx) {
   const disk = section('disk', 'Disk');
   const memory = section('memory', 'Memory');
+  const costs = section('costs', 'Cost, last 30 days');
   const worktrees = section('worktrees', 'Worktrees');
   const repos = section('repos', 'Cached repos');
   const processes = section('processes', 'Processes');
@@ -22,7 +24,7 @@ export function render(root, _params, ctx) {
   const gc = section('gc', 'Garbage collection');
   const jobs = section('jobs', 'Recent jobs');
   const refreshAll = h('button', { type: 'button', class: 'button', onclick: () => loadAll() }, 'Refresh');
-  put(root, h('div', { class: 'row spread' }, h('h1', {}, 'Resources'), refreshAll), disk.el, memory.el, worktrees.el, repos.el, processes.el, logins.el, gc.el, jobs.el);
+  put(root, h('div', { class: 'row spread' }, h('h1', {}, 'Resources'), refreshAll), disk.el, memory.el, costs.el, worktrees.el, repos.el, processes.el, logins.el, gc.el, jobs.el);
 
   const signal = ctx.signal;
   async function load(target, path, show) {
@@ -377,6 +379,7 @@ export function render(root, _params, ctx) {
   function loadAll() {
     load(disk, '/admin/disk', showDisk);
     load(memory, '/admin/memory', showMemory);
+    load(costs, '/admin/costs', (c) => put(costs.body, h('p', { class: 'cost-total', title: usageDetail(c) }, usageText(c) || 'Nothing spent.'), h('p', { class: 'hint' }, `Since ${c.since} (UTC), deleted chats included, at the prices in opencode's model config.`)));
     load(worktrees, '/admin/worktrees', showWorktrees);
     load(repos, '/admin/repos', showRepos);
     load(processes, '/admin/processes', showProcesses);
