@@ -24,9 +24,9 @@ COMMAND = (
 
 
 def test_what_a_shell_command_changed_shows_in_the_changes_tab(
-    phone: Phone,
-    stack: RunningStack,
-    origin: Origin,  # noqa: F811
+    phone: Phone,  # noqa: F811
+    stack: RunningStack,  # noqa: F811
+    origin: Origin,
 ) -> None:
     repo = f"changes{uuid.uuid4().hex[:6]}/app"
     origin.create(repo)

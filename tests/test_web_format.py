@@ -140,8 +140,8 @@ def usage_text(usages: list[dict[str, int]]) -> str:
 
 
 def test_the_cost_shown_is_the_models_usage_at_the_configured_prices(
-    phone: Phone,
-    stack: RunningStack,
+    phone: Phone,  # noqa: F811
+    stack: RunningStack,  # noqa: F811
     repo: str,
     llm: FakeLLM,  # noqa: F811
 ) -> None:
