@@ -77,9 +77,15 @@ def test_a_reply_renders_formatted_and_nothing_in_it_runs(phone: Phone, stack: R
     reply.locator("a", has_text="a trap").click()
     assert page.evaluate("() => window.__pwned") is None
 
-    # The code block scrolls sideways inside itself; the page does not.
-    pre = reply.locator(".code-block pre")
-    widths = pre.evaluate("(el) => [el.scrollWidth, el.clientWidth, document.documentElement.scrollWidth]")
+    # The code block scrolls sideways inside itself; the page does not. Measured in one go once the turn is over: a
+    # reply drawn again meanwhile would leave a handle on the old block, detached and 0 px wide.
+    expect(page.locator(".chat-head .badge")).to_have_text("idle", timeout=30_000)
+    widths = page.evaluate(
+        """() => {
+            const pre = document.querySelector('.msg-assistant .markdown .code-block pre');
+            return [pre.scrollWidth, pre.clientWidth, document.documentElement.scrollWidth];
+        }"""
+    )
     assert widths[0] > widths[1] and widths[2] <= PHONE["width"], widths
     phone.shot("chat-reply-formatted")
     # Copy puts the code itself on the clipboard.
