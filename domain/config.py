@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Images sent with a message, in MB (decoded). Their base64 (a third more) must fit the 20 MB Caddy lets through.
@@ -60,6 +62,37 @@ def _networks(name: str) -> tuple[Network, ...]:
         raise SystemExit(f"{name} must be addresses or CIDR ranges separated by commas, got {raw!r} ({exc})") from None
 
 
+def _urls(name: str) -> tuple[str, ...]:
+    """URLs separated by spaces, or by commas where the next URL begins (a comma inside a URL's query stays)."""
+    return tuple(part for part in re.split(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)", os.environ.get(name, "")) if part)
+
+
+def _base_url(name: str) -> str:
+    """An absolute http(s) address, without a trailing slash; empty: none."""
+    raw = os.environ.get(name, "").strip().rstrip("/")
+    if not raw:
+        return raw
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+        raise SystemExit(f"{name} must be an address like https://host[:port][/path], got {raw!r}")
+    return raw
+
+
+# RFC 8292's contact, as the push services (and pywebpush's py_vapid) take it: a mailto: address or an https URL.
+_CONTACT = re.compile(r"^(mailto:[^@\s/]+@(localhost|[\w%-]+(\.[\w%-]+)+)|https://[\w-]+(\.[\w-]+)+(:\d+)?(/\S*)?)$")
+
+
+def _contact(name: str, default: str) -> str:
+    raw = os.environ.get(name, "").strip() or default
+    if not _CONTACT.match(raw):
+        raise SystemExit(f"{name} must be mailto:you@example.com or an https:// address, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -100,23 +133,30 @@ class Settings:
     login_ban_max: int
     trusted_proxies: tuple[Network, ...]
     attachments_max_mb: int
+    notify_dir: Path
+    notify_urls: tuple[str, ...]
+    public_url: str
+    push_contact: str
+    push_loopback: bool
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in output, logs or job data."""
-        return tuple(s for s in (self.github_token,) if s)
+        return tuple(s for s in (self.github_token, *self.notify_urls) if s)
 
 
 def load_settings() -> Settings:
     base_url = os.environ.get("MECODES_GIT_BASE_URL", "https://github.com/")
     if not base_url.endswith("/"):
         base_url += "/"
+    data_dir = Path(os.environ.get("MECODES_DATA_DIR") or REPO_ROOT / "data" / "projects").resolve()
+    github_user = os.environ.get("GITHUB_USER", "")
     return Settings(
-        data_dir=Path(os.environ.get("MECODES_DATA_DIR") or REPO_ROOT / "data" / "projects").resolve(),
+        data_dir=data_dir,
         redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6380/0"),
         git_base_url=base_url,
         github_token=os.environ.get("GITHUB_TOKEN", ""),
-        github_user=os.environ.get("GITHUB_USER", ""),
+        github_user=github_user,
         opencode_url=os.environ.get("OPENCODE_URL", "http://127.0.0.1:4096").rstrip("/"),
         queue_name=os.environ.get("MECODES_QUEUE", "mecodes"),
         clone_timeout=_int("MECODES_CLONE_TIMEOUT", 1800),
@@ -150,4 +190,9 @@ def load_settings() -> Settings:
         login_ban_max=_int("MECODES_LOGIN_BAN_MAX", 3600, minimum=1),
         trusted_proxies=_networks("MECODES_TRUSTED_PROXY"),
         attachments_max_mb=_int("MECODES_ATTACHMENTS_MAX_MB", 8, minimum=1, maximum=ATTACHMENTS_MAX_MB),
+        notify_dir=Path(os.environ.get("MECODES_NOTIFY_DIR") or data_dir.parent / "notifications").resolve(),
+        notify_urls=_urls("MECODES_NOTIFY_URLS"),
+        public_url=_base_url("MECODES_PUBLIC_URL"),
+        push_contact=_contact("MECODES_PUSH_CONTACT", f"mailto:{github_user or 'mecodes'}@users.noreply.github.com"),
+        push_loopback=_switch("MECODES_PUSH_LOOPBACK", False),
     )

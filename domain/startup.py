@@ -10,6 +10,7 @@
   merged key by key.
 - Processes an earlier stack of this data folder left running in its worktrees (it died without stopping them:
   SIGKILL, a crash) are ended, and said so on stderr: an agent's command never outlives the stack that ran it.
+- Notifications: every MECODES_NOTIFY_URLS URL must be one Apprise can send to; the VAPID key pair is made (once).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from domain import processes
+from domain import channels, processes, vapid
 from domain.config import REPO_ROOT, Settings, load_settings
 from domain.layout import Layout
 
@@ -96,10 +97,24 @@ def end_leftovers(settings: Settings) -> None:
     print(f"start: {', '.join(f'{how} {pids}' for how, pids in ended.items() if pids)}", file=sys.stderr)
 
 
+def prepare_notifications(settings: Settings) -> None:
+    """The Apprise URLs checked, and the VAPID key pair made now rather than at the first request."""
+    channels.check(settings.notify_urls)
+    try:
+        vapid.ensure(settings.notify_dir)
+    except OSError as exc:
+        folder = settings.notify_dir
+        raise SystemExit(f"MECODES_NOTIFY_DIR ({folder}) cannot hold the VAPID keys: {exc.strerror}") from None
+    except vapid.VapidKeyError as exc:
+        raise SystemExit(f"MECODES_NOTIFY_DIR: {exc}") from None
+
+
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
         raise SystemExit("usage: python -m domain.startup OPENCODE_CONFIG_PATH")
-    end_leftovers(load_settings())
+    settings = load_settings()
+    end_leftovers(settings)
+    prepare_notifications(settings)
     config = opencode_config(dict(os.environ))
     Path(argv[1]).write_text(json.dumps(config, indent=2) + "\n")
 

@@ -51,6 +51,7 @@ def build_app(settings: Settings | None = None) -> Flask:
         github,
         jobs,
         logins,
+        notifications,
         processes,
         repos,
         system,
@@ -71,6 +72,7 @@ def build_app(settings: Settings | None = None) -> Flask:
         system.blp,
         logins.blp,
         costs.blp,
+        notifications.blp,
     )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)

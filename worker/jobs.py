@@ -14,10 +14,12 @@ from domain import periodic, repo_ops
 from domain.agent_instances import stop_agents_in
 from domain.chats import ChatRequest, end_chat, push_chat, restore_worktree, start_chat
 from domain.continuing import continue_interrupted
+from domain.delivery import deliver
 from domain.gc import Collector, Policy
 from domain.inventory import all_worktrees, default_branch, repo_worktrees
 from domain.locks import repo_lock
 from domain.names import RepoName, parse_repo
+from domain.notifications import ChatEvent
 from domain.opencode import Opencode
 from domain.release import give_memory_back
 from domain.repo_ops import Refused, ensure_cached
@@ -178,3 +180,11 @@ def restore_chat_worktree(session_id: str) -> dict[str, Any]:
 @reports_errors
 def continue_interrupted_chats() -> dict[str, Any]:
     return continue_interrupted(job_context())
+
+
+@reports_errors
+def notify(event: dict[str, Any], device_id: str | None = None) -> dict[str, Any]:
+    """Send a ChatEvent (domain.notifications) to the devices that want it and the Apprise channels; `device_id`:
+    to that device alone (the test button). See domain.delivery."""
+    ctx = job_context()
+    return deliver(ctx.settings, ctx.redis, ChatEvent.from_dict(event), device_id, ctx.job_id)
