@@ -155,11 +155,15 @@ class Opencode:
         """One message of the session (`{info, parts}`)."""
         return self._call("GET", f"/session/{_quoted(session_id)}/message/{_quoted(message_id)}", directory)
 
+    def last_message(self, session_id: str, directory: str) -> dict[str, Any]:
+        """The session's last message (`{info, parts}`); empty when it has none."""
+        messages = self._call("GET", f"/session/{_quoted(session_id)}/message", directory, limit=1) or []
+        return messages[-1] if messages else {}
+
     def last_reply(self, session_id: str, directory: str) -> LastReply:
         """How the session's last turn stands: its error (an abort the user asked for is not a failure), and
         whether a reply is still to come (the last message is the person's, or an unfinished reply)."""
-        messages = self._call("GET", f"/session/{_quoted(session_id)}/message", directory, limit=1) or []
-        return reply_of(messages[-1] if messages else {})
+        return reply_of(self.last_message(session_id, directory))
 
     def last_error(self, session_id: str, directory: str) -> str | None:
         """Why the session's last reply failed, if it did."""

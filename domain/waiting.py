@@ -62,6 +62,13 @@ def still_asked(opencode: Opencode, request: dict[str, Any], directory: str) -> 
     return step is None or (step.get("state") or {}).get("status") in RUNNING_STATES
 
 
+def requests_in(opencode: Opencode, directory: str) -> list[tuple[dict[str, Any], Waiting]]:
+    """The questions and permissions the agents of `directory` still wait on, each with what it waits for."""
+    found = [(r, Waiting(QUESTION, question_summary(r))) for r in opencode.questions(directory)]
+    found += [(r, Waiting(PERMISSION, permission_summary(r))) for r in opencode.permissions(directory)]
+    return [(r, waiting) for r, waiting in found if still_asked(opencode, r, directory)]
+
+
 def waiting_in(opencode: Opencode, directories: Iterable[str], sessions: list[dict[str, Any]]) -> dict[str, Waiting]:
     """Session id → what it waits for, among the sessions of `directories` (two calls each, and one per request they
     list; a few directories at once). A request of a session not in `sessions` (a sub-agent's) counts for its
@@ -71,9 +78,7 @@ def waiting_in(opencode: Opencode, directories: Iterable[str], sessions: list[di
 
     def ask(directory: str) -> dict[str, Waiting]:
         try:
-            found = [(r, Waiting(QUESTION, question_summary(r))) for r in opencode.questions(directory)]
-            found += [(r, Waiting(PERMISSION, permission_summary(r))) for r in opencode.permissions(directory)]
-            found = [(r, waiting) for r, waiting in found if still_asked(opencode, r, directory)]
+            found = requests_in(opencode, directory)
         except (OpencodeError, OpencodeUnavailable):
             return {}
         listed = {s["id"] for s in grouped.get(directory, [])}

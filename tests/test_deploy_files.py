@@ -108,11 +108,12 @@ def test_procfile_binds_everything_to_loopback() -> None:
     entries = dict(
         line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line and line[0] != "#"
     )
-    assert list(entries) == ["redis", "opencode", "sidecar", "worker", "gate", "caddy"]
+    assert list(entries) == ["redis", "opencode", "sidecar", "worker", "watcher", "gate", "caddy"]
     assert "--bind 127.0.0.1" in entries["redis"] and '--save ""' in entries["redis"]
     assert "--hostname 127.0.0.1" in entries["opencode"]
     assert '--bind "127.0.0.1:' in entries["sidecar"] and "--workers 1" in entries["sidecar"]
     assert "sidecar:create_app()" in entries["sidecar"] and "python -m worker" in entries["worker"]
+    assert "python -m watcher" in entries["watcher"]
     assert '-m gate 127.0.0.1 "$MECODES_GATE_PORT"' in entries["gate"]
     assert "after-healthy" in entries["caddy"] and "/global/health" in entries["caddy"]
 

@@ -36,6 +36,7 @@ def imported_packages(package: str) -> dict[str, set[str]]:
         ("sidecar", {"worker", "gate"}),
         ("worker", WEB_FRAMEWORK | {"sidecar", "gate"}),
         ("gate", WEB_FRAMEWORK | JOB_QUEUE | {"sidecar", "worker"}),
+        ("watcher", WEB_FRAMEWORK | {"sidecar", "worker", "gate"}),
     ],
 )
 def test_package_keeps_to_its_layer(package: str, forbidden: set[str]) -> None:
@@ -45,7 +46,7 @@ def test_package_keeps_to_its_layer(package: str, forbidden: set[str]) -> None:
 
 def test_every_job_the_api_enqueues_exists() -> None:
     names = set()
-    for path in (ROOT / "sidecar").rglob("*.py"):
+    for path in [*(ROOT / "sidecar").rglob("*.py"), *(ROOT / "watcher").rglob("*.py")]:
         names |= set(re.findall(r'"(worker\.jobs\.\w+)"', path.read_text()))
     assert len(names) >= 8
     jobs = importlib.import_module("worker.jobs")

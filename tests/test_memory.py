@@ -64,7 +64,8 @@ def chat_status(stack: RunningStack, session_id: str) -> str | None:
 
 
 def stack_pids(stack: RunningStack) -> dict[str, int]:
-    return {name: service_pid(stack, name) for name in ("redis", "opencode", "sidecar", "worker", "gate", "caddy")}
+    names = ("redis", "opencode", "sidecar", "worker", "watcher", "gate", "caddy")
+    return {name: service_pid(stack, name) for name in names}
 
 
 def test_the_agents_command_is_the_oom_victim_never_the_stack(tmp_path: Path, origin: Origin, llm: FakeLLM) -> None:
@@ -211,7 +212,7 @@ def test_memory_view_lists_the_agents_commands(tmp_path: Path, origin: Origin, l
         assert psutil.Process(command["pid"]).cwd() == chat["path"]
         view = stack.request("GET", "/admin/memory")[1]
         services = {s["name"]: s for s in view["services"]}
-        assert set(services) == {"redis", "opencode", "sidecar", "worker", "gate", "caddy"}
+        assert set(services) == {"redis", "opencode", "sidecar", "worker", "watcher", "gate", "caddy"}
         assert all(s["pss_bytes"] > 0 and s["state"] == "running" for s in services.values()), services
         assert view["used_bytes"] + view["headroom_bytes"] == view["limit_bytes"]
         assert json.dumps(view).count(str(command["pid"])) == 1
