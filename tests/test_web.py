@@ -257,14 +257,16 @@ def test_page_loads_fast_and_is_small(browser: Browser, stack: RunningStack) -> 
     print(f"load event after {sorted(loads)} ms, chats listed after {sorted(listed)} ms")
     assert min(loads) < 1000
     vendor = WEB / "vendor"  # the markdown libraries: a chat's page loads them, when it shows a reply
-    own = [f for f in WEB.rglob("*.*") if vendor not in f.parents]
+    icons = WEB / "icons"  # the home screen's and the notifications' (12 KB), never the page's
+    own = [f for f in WEB.rglob("*.*") if vendor not in f.parents and icons not in f.parents]
     shipped = {f.suffix: 0 for f in own}
     for f in own:
         shipped[f.suffix] += f.stat().st_size
     vendored = sum(f.stat().st_size for f in vendor.iterdir())
     print(f"web app bytes: {shipped}; vendored, loaded by a chat's page only: {vendored}")
-    # 99 KB before issue 14, whose questions, pickers, images, Changes, formatting and cost bring it to about 139 KB
-    assert sum(shipped.values()) < 150_000
+    # 99 KB before issue 14, whose questions, pickers, images, Changes, formatting and cost bring it to about 139 KB;
+    # issue 15's service worker, offline screen and notification settings to about 168 KB
+    assert sum(shipped.values()) < 180_000
     assert vendored < 140_000  # marked 52 KB and DOMPurify 82 KB (16 and 21 KB gzipped), as npm ships them
 
 

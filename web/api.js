@@ -53,6 +53,10 @@ export function errorMessage(status, body) {
   return STATUS_WORDS[status] || `The server answered with status ${status}.`;
 }
 
+// A request that could not reach the server at all: offline.js decides, for the whole app, what the page shows.
+const reachability = new EventTarget();
+export const onUnreachable = (fn) => reachability.addEventListener('unreachable', fn);
+
 /** JSON in, JSON out. Throws ApiError with a readable message; AbortError passes through untouched. */
 export async function request(method, path, body, { signal } = {}) {
   const init = { method, signal, cache: 'no-store', headers: {} };
@@ -61,14 +65,22 @@ export async function request(method, path, body, { signal } = {}) {
     init.body = JSON.stringify(body);
   }
   let response;
-  try {
-    response = await fetch(path, init);
-  } catch (error) {
-    if (error.name === 'AbortError') throw error;
-    const offline = navigator.onLine === false;
-    throw new ApiError(
-      offline ? 'You are offline. Check your connection, then try again.' : 'Could not reach the server. Check your connection, then try again.',
-    );
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      response = await fetch(path, init);
+    } catch (error) {
+      if (error.name === 'AbortError') throw error;
+      reachability.dispatchEvent(new Event('unreachable'));
+      const offline = navigator.onLine === false;
+      throw new ApiError(
+        offline ? 'You are offline. Check your connection, then try again.' : 'Could not reach the server. Check your connection, then try again.',
+      );
+    }
+    // The login gate, just restarted, checks the password once and tells the requests meanwhile to retry in a
+    // second (nothing was done for them): the app, opened at once from its cache after a deploy, sends several.
+    const retryAfter = Number(response.headers.get('Retry-After'));
+    if (response.status !== 503 || !(retryAfter > 0) || attempt === 3) break;
+    await sleep(Math.min(retryAfter, 5) * 1000, signal);
   }
   const text = await response.text();
   let data = null;

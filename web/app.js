@@ -1,6 +1,8 @@
 // The router: #/new, #/chats, #/chat/<session id>, #/resources. Each view is `render(root, params, ctx)`;
 // ctx.signal aborts its requests and ctx.onCleanup(fn) runs when the route changes.
 
+import { watchServer } from './offline.js';
+import { registerShell, startShell } from './shell.js';
 import { h, put } from './ui.js';
 import * as chat from './views/chat.js';
 import * as chats from './views/chats.js';
@@ -23,20 +25,30 @@ function showBanner(message) {
   banner.hidden = false;
 }
 
+/** End the current view: its requests aborted, its cleanups run. */
+function leave() {
+  if (!current) return;
+  current.controller.abort();
+  for (const fn of current.cleanups.splice(0)) {
+    try {
+      fn();
+    } catch (error) {
+      showBanner(`Something went wrong while leaving the page: ${error.message}`);
+    }
+  }
+}
+
+const server = watchServer(main, { leave, resume: () => route() });
+
 function route() {
   if (!location.hash || location.hash === '#' || location.hash === '#/') {
     location.replace('#/chats');
     return;
   }
-  if (current) {
-    current.controller.abort();
-    for (const fn of current.cleanups.splice(0)) {
-      try {
-        fn();
-      } catch (error) {
-        showBanner(`Something went wrong while leaving the page: ${error.message}`);
-      }
-    }
+  leave();
+  if (server.offline) {
+    server.show();
+    return;
   }
   const controller = new AbortController();
   current = { controller, cleanups: [] };
@@ -77,8 +89,11 @@ window.addEventListener('error', (event) => {
   event.preventDefault();
   showBanner(`Something went wrong: ${event.message}`);
 });
-window.addEventListener('offline', () => showBanner('You are offline. The page will catch up when the connection is back.'));
-window.addEventListener('online', () => { banner.hidden = true; });
 
-window.addEventListener('hashchange', route);
-route();
+// A new version of the shell takes over before anything renders (the page then reloads); offline.js speaks for
+// a server that cannot be reached.
+if (await startShell()) {
+  window.addEventListener('hashchange', route);
+  route();
+  registerShell();
+}

@@ -1,10 +1,11 @@
-// Resources: disk usage, memory, worktrees, cached repos, processes (in worktrees, orphans), failed logins, garbage
-// collection, recent jobs.
+// Resources: disk usage, memory, cost, notifications (views/notifications.js), worktrees, cached repos, processes (in
+// worktrees, orphans), failed logins, garbage collection, recent jobs.
 // Every delete or kill asks first; a refusal from the server is shown in its own words.
 
 import { announce, del, get, jobFailure, onChange, pollJob, post, TERMINAL, withQuery } from '../api.js';
 import { usageDetail, usageText } from '../cost.js';
 import { badge, bytes, confirmDialog, duration, errorBox, h, isAbort, onVisible, plural, put, throttle, toDate, when } from '../ui.js';
+import { settings as notificationSettings } from './notifications.js';
 
 function section(id, title, ...extra) {
   const body = h('div', { class: 'section-body', 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Loading…'));
@@ -16,6 +17,7 @@ export function render(root, _params, ctx) {
   const disk = section('disk', 'Disk');
   const memory = section('memory', 'Memory');
   const costs = section('costs', 'Cost, last 30 days');
+  const notifications = section('notifications', 'Notifications');
   const worktrees = section('worktrees', 'Worktrees');
   const repos = section('repos', 'Cached repos');
   const processes = section('processes', 'Processes');
@@ -24,9 +26,10 @@ export function render(root, _params, ctx) {
   const gc = section('gc', 'Garbage collection');
   const jobs = section('jobs', 'Recent jobs');
   const refreshAll = h('button', { type: 'button', class: 'button', onclick: () => loadAll() }, 'Refresh');
-  put(root, h('div', { class: 'row spread' }, h('h1', {}, 'Resources'), refreshAll), disk.el, memory.el, costs.el, worktrees.el, repos.el, processes.el, logins.el, gc.el, jobs.el);
+  put(root, h('div', { class: 'row spread' }, h('h1', {}, 'Resources'), refreshAll), disk.el, memory.el, costs.el, notifications.el, worktrees.el, repos.el, processes.el, logins.el, gc.el, jobs.el);
 
   const signal = ctx.signal;
+  const notify = notificationSettings(notifications.body, signal);
   async function load(target, path, show) {
     try {
       show(await get(path, { signal }));
@@ -384,6 +387,7 @@ export function render(root, _params, ctx) {
     load(repos, '/admin/repos', showRepos);
     load(processes, '/admin/processes', showProcesses);
     load(logins, '/admin/logins', showLogins);
+    notify.load();
     load(gc, '/admin/gc', showGc);
     loadJobs();
   }
