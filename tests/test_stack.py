@@ -301,9 +301,9 @@ def service(stack: RunningStack, name: str) -> psutil.Process:
     return psutil.Process(service_pid(stack, name))
 
 
-@pytest.mark.parametrize("name", ["redis", "worker", "opencode", "sidecar", "gate"])
+@pytest.mark.parametrize("name", ["redis", "worker", "opencode", "sidecar", "gate", "watcher"])
 def test_a_killed_service_is_restarted_alone(stack: RunningStack, name: str) -> None:
-    services = ("redis", "worker", "opencode", "sidecar", "gate", "caddy")
+    services = ("redis", "worker", "opencode", "sidecar", "gate", "watcher", "caddy")
     others = {n: service_pid(stack, n) for n in services if n != name}
     victim = service(stack, name)
     victim.kill()
@@ -371,6 +371,12 @@ def test_health_says_what_is_restarting(tmp_path: Path, origin: Origin) -> None:
         ("MECODES_OPENCODE_CONFIG", "{not json"),
         ("MECODES_OPENCODE_CONFIG", "[1, 2]"),
         ("MECODES_REDIS_DIR", "/proc/no-such-folder/redis"),
+        ("MECODES_NOTIFY_DIR", "/proc/no-such-folder/notifications"),
+        ("MECODES_NOTIFY_URLS", "json://127.0.0.1:9/hook nosuchservice://token"),
+        ("MECODES_NOTIFY_URLS", "not a url"),
+        ("MECODES_PUBLIC_URL", "ftp://mecodes.example"),
+        ("MECODES_PUSH_CONTACT", "me"),
+        ("MECODES_PUSH_LOOPBACK", "sometimes"),
     ],
 )
 def test_bad_settings_are_refused_at_start(tmp_path: Path, origin: Origin, variable: str, value: str) -> None:
