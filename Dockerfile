@@ -44,6 +44,7 @@ COPY domain/ domain/
 COPY sidecar/ sidecar/
 COPY worker/ worker/
 COPY gate/ gate/
+COPY watcher/ watcher/
 COPY web/ web/
 COPY Procfile Caddyfile ./
 

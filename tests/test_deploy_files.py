@@ -34,6 +34,8 @@ def test_dockerfile_installs_like_the_local_stack() -> None:
         for source in line.split():
             assert f"!{source}" in ignored, f"{source} is copied but excluded from the build context"
             assert (ROOT / source).exists()
+    for package in re.findall(r"python -m (\w+)", (ROOT / "Procfile").read_text()):  # every service's code is in it
+        assert f"COPY {package}/ {package}/" in final, package
 
 
 def test_fly_toml() -> None:

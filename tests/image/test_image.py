@@ -104,8 +104,9 @@ def test_the_stack_runs_as_mecodes_and_owns_the_volume(first: Container, volume:
     assert first.init.uids().real == 0  # docker's init, as Fly's; bin/start dropped to mecodes below it
     processes = first.processes()
     assert {"redis-server", "opencode", "caddy", "gunicorn"} <= {p.name() for p in processes}
+    assert sum("watcher" in p.cmdline() for p in processes) == 1  # python -m watcher
     assert all(p.uids()[:2] == (UID, UID) for p in processes), [(p.name(), p.uids()) for p in processes]
-    for key in ("MECODES_DATA_DIR", "MECODES_OPENCODE_HOME", "MECODES_REDIS_DIR"):
+    for key in ("MECODES_DATA_DIR", "MECODES_OPENCODE_HOME", "MECODES_REDIS_DIR", "MECODES_NOTIFY_DIR"):
         assert (volume / FLY["env"][key].removeprefix("/vol/")).stat().st_uid == UID, key
 
 
