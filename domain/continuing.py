@@ -9,6 +9,7 @@ decides.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from redis import Redis
@@ -22,6 +23,7 @@ from domain.work import Work
 
 CONTINUE_PROMPT = "Your last reply was interrupted before it finished ({why}). Keep going from where you stopped."
 CONTINUING_KEY = "mecodes:continuing:"  # + session id: a Continue under way
+TAKE_UP_SECONDS = 5.0  # at most, for opencode to record the Continue's message or turn the session busy
 AUTO_CONTINUED_KEY = "mecodes:auto-continued:"  # + session id, for a day
 ONCE_PER_SECONDS = 24 * 3600
 
@@ -46,7 +48,9 @@ def continue_turn(opencode: Opencode, redis: Redis, restarts: Restarts, session:
         reply = opencode.last_reply(session_id, directory)
         for step in reply.running_steps:
             opencode.fail_step(session_id, directory, step, f"interrupted: {outcome.message}")
+        before = (opencode.last_message(session_id, directory).get("info") or {}).get("id")
         opencode.prompt(session_id, directory, CONTINUE_PROMPT.format(why=outcome.message), reply.model)
+        _taken_up(opencode, session_id, directory, before)
         return {
             "session_id": session_id,
             "why": outcome.message,
@@ -80,3 +84,16 @@ def continue_interrupted(work: Work) -> dict[str, Any]:
         except NotInterrupted as refused:
             skipped.append({"session_id": session["id"], "why": str(refused)})
     return {"continued": continued, "skipped": skipped}
+
+
+def _taken_up(opencode: Opencode, session_id: str, directory: str, before: str | None) -> None:
+    """Wait (TAKE_UP_SECONDS at most) until opencode has taken the Continue up: its message recorded or the session
+    busy. opencode answers the prompt before it does either, and a second tap meanwhile would still read the turn
+    interrupted and send it twice; the guard held until then refuses it."""
+    deadline = time.monotonic() + TAKE_UP_SECONDS
+    while time.monotonic() < deadline:
+        if session_id in opencode.statuses(directory):
+            return
+        if (opencode.last_message(session_id, directory).get("info") or {}).get("id") != before:
+            return
+        time.sleep(0.05)
