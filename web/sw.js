@@ -2,7 +2,7 @@
 // push notifications. Nothing else is touched: API requests (/admin/*, opencode's /session, /event, ...) go
 // straight to the network, never answered or kept here.
 //
-// Caddy renders this file (its `templates` directive) with the shell's version, a hash of web/ that bin/start
+// bin/start writes this file into the run dir with the shell's version in place, a hash of web/ that it
 // computes, so any change to a shell file changes these bytes and the browser installs the new worker. The new one
 // waits until no page of the old version runs (a page asks it to take over at open when it is the only one, then
 // reloads: shell.js), so a page never mixes old and new modules.
