@@ -128,17 +128,6 @@ def jobs_list_ms(url: str, calls: int = 20) -> float:
     return statistics.median(times) * 1000
 
 
-def warm_opencode_home(folder: Path) -> Path:
-    """An opencode home past its first-boot work, as the volume's is after the first chat: opencode's first instance
-    installs its plugin package into the config folder from the npm registry (20 CPU seconds or more), and a stop
-    in the middle of that waits for it (40 s in a first run of this benchmark)."""
-    with production_stack(folder) as stack:
-        EventStream(stack.url)  # builds an instance, which starts the install
-        installed = folder / "opencode" / "config" / "opencode" / "package-lock.json"
-        wait_ready("opencode's plugin install", installed.exists, [], timeout=300)
-    return folder / "opencode"
-
-
 def retried(start: Callable[[Path], T], folder: Path) -> T:
     """`start(folder/try-N)`, tried again when the stack did not come up (on a busy machine production_stack's first
     authenticated request, a bcrypt comparison at cost 14, can outlast its 2 s), saying why."""
@@ -152,10 +141,9 @@ def retried(start: Callable[[Path], T], folder: Path) -> T:
     raise RuntimeError("the stack did not start three times in a row")
 
 
-def restart_once(folder: Path, seeded: Path | None, streams: int, grace: int, opencode_home: Path) -> dict[str, Any]:
-    """Start the stack on `folder` (Redis's folder copied from `seeded` first, opencode's home from `opencode_home`),
-    then stop it with SIGTERM holding `streams` event streams open."""
-    shutil.copytree(opencode_home, folder / "opencode", symlinks=True)
+def restart_once(folder: Path, seeded: Path | None, streams: int, grace: int) -> dict[str, Any]:
+    """Start the stack on `folder` (Redis's folder copied from `seeded` first), then stop it with SIGTERM holding
+    `streams` event streams open."""
     if seeded:
         shutil.copytree(seeded, folder / "redis")
     with production_stack(folder, MECODES_STOP_GRACE=str(grace)) as stack:
@@ -214,13 +202,10 @@ def main() -> None:
             f" {folder_bytes(seeded) / 2**20:.1f} MB"
         )
 
-        opencode_home = retried(warm_opencode_home, tmp / "warm")
         rows = []
         for label, source in (("empty", None), (f"{args.jobs:,} finished jobs", seeded)):
             for streams in (0, args.streams):
-                start = functools.partial(
-                    restart_once, seeded=source, streams=streams, grace=args.stop_grace, opencode_home=opencode_home
-                )
+                start = functools.partial(restart_once, seeded=source, streams=streams, grace=args.stop_grace)
                 run = retried(start, tmp / f"run-{len(rows)}")
                 rows.append((label, streams, run))
         print(f"\nrestarts (MECODES_STOP_GRACE={args.stop_grace}; times from bin/start, and from SIGTERM)")

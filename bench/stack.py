@@ -31,6 +31,9 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the domain, imported below
+from domain.startup import settle_plugin_sdk
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 TERMINAL = {"finished", "failed", "canceled", "stopped"}
@@ -330,6 +333,7 @@ def running_opencode(home: Path) -> Iterator[OpencodeServer]:
     cache) and its log in `home` (which may hold its config already), ready once healthy. On an error in the body,
     prints the end of its log. Stopped at the end."""
     home.mkdir(parents=True, exist_ok=True)
+    settle_plugin_sdk(home / "config" / "opencode")  # as bin/start does for the stack's opencode
     port = free_port()
     env = os.environ | {"HOME": str(home)}
     env |= {f"XDG_{kind}_HOME": str(home / kind.lower()) for kind in ("DATA", "STATE", "CONFIG", "CACHE")}

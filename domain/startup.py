@@ -11,6 +11,7 @@
 - Processes an earlier stack of this data folder left running in its worktrees (it died without stopping them:
   SIGKILL, a crash) are ended, and said so on stderr: an agent's command never outlives the stack that ran it.
 - Notifications: every MECODES_NOTIFY_URLS URL must be one Apprise can send to; the VAPID key pair is made (once).
+- opencode is told its plugin SDK needs no install in its config folder (`settle_plugin_sdk`).
 """
 
 from __future__ import annotations
@@ -60,11 +61,17 @@ def _object(text: str, where: str) -> dict[str, Any]:
     return value
 
 
+def opencode_config_folder(environ: dict[str, str]) -> Path | None:
+    """opencode's own config folder on the volume (the Procfile's XDG_CONFIG_HOME for it, then `opencode`)."""
+    home = environ.get("MECODES_OPENCODE_HOME")
+    return Path(home) / "config" / "opencode" if home else None
+
+
 def person_settings(environ: dict[str, str]) -> list[dict[str, Any]]:
     """The person's own opencode settings, in the order they apply: the file on the volume, then the variable."""
     found = []
-    home = environ.get("MECODES_OPENCODE_HOME")
-    volume_file = Path(home) / "config" / "opencode" / "opencode.json" if home else None
+    folder = opencode_config_folder(environ)
+    volume_file = folder / "opencode.json" if folder else None
     if volume_file is not None and volume_file.is_file():
         found.append(_object(volume_file.read_text(), f"{volume_file} (opencode's config on the volume)"))
     if raw := environ.get(CONFIG_VARIABLE, "").strip():
@@ -77,6 +84,26 @@ def opencode_config(environ: dict[str, str]) -> dict[str, Any]:
     for settings in person_settings(environ):
         config = merge(config, settings)
     return config
+
+
+PLUGIN_SDK = "@opencode-ai/plugin"
+
+
+def settle_plugin_sdk(config_dir: Path) -> None:
+    """Tell opencode (its config folder: `$XDG_CONFIG_HOME/opencode`) that its plugin SDK needs no install there.
+
+    At its first config load opencode installs `@opencode-ai/plugin` into that folder, for local plugins the stack
+    has none of: 64 MB from npm (effect, zod, the AI SDK), installed inside opencode's own process, which keeps
+    opencode's RSS 200 MB higher for its life, and a SIGTERM during the install leaves opencode hanging until it is
+    killed. opencode skips the install when node_modules exists and package-lock.json names the package; that is
+    laid down here unless node_modules exists already (a person's own install is left alone).
+    """
+    if (config_dir / "node_modules").exists():
+        return
+    config_dir.mkdir(parents=True, exist_ok=True)
+    lock = {"lockfileVersion": 3, "requires": True, "packages": {"": {"dependencies": {PLUGIN_SDK: "*"}}}}
+    (config_dir / "package-lock.json").write_text(json.dumps(lock, indent=2) + "\n")
+    (config_dir / "node_modules").mkdir()
 
 
 def _describe(proc: psutil.Process) -> str:
@@ -117,6 +144,8 @@ def main(argv: list[str]) -> None:
     prepare_notifications(settings)
     config = opencode_config(dict(os.environ))
     Path(argv[1]).write_text(json.dumps(config, indent=2) + "\n")
+    if folder := opencode_config_folder(dict(os.environ)):
+        settle_plugin_sdk(folder)
 
 
 if __name__ == "__main__":

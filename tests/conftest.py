@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 from redis import Redis
 
 from domain.config import Settings, load_settings
+from domain.startup import settle_plugin_sdk
 from sidecar import create_app
 from tests.support.fake_github import FakeGitHub
 from tests.support.fake_llm import FakeLLM, write_opencode_config
@@ -329,6 +330,7 @@ def start_opencode(home: Path, llm_url: str | None = None) -> OpencodeServer:
     env = {**os.environ, "HOME": str(home)}
     env |= {f"XDG_{kind}_HOME": str(home / kind.lower()) for kind in ("DATA", "STATE", "CONFIG", "CACHE")}
     home.mkdir(parents=True, exist_ok=True)
+    settle_plugin_sdk(home / "config" / "opencode")  # as bin/start does for the stack's opencode
     if llm_url:
         write_opencode_config(home / "config", llm_url)
     log = (home / "opencode.log").open("wb")

@@ -510,3 +510,6 @@ def test_the_stack_stops_fast_with_open_event_streams(tmp_path: Path, origin: Or
         assert_all_gone(everything)
         for stream in streams:
             stream.close()
+    # The streams made opencode load its config, which installs its plugin SDK unless told not to (domain.startup):
+    # a SIGTERM in the middle of that install left opencode hanging until the stop grace ran out.
+    assert list((tmp_path / "opencode" / "config" / "opencode" / "node_modules").iterdir()) == []
