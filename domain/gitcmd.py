@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from domain.cancel import Canceled
 from domain.config import Settings
@@ -126,20 +126,8 @@ class Git:
         memory than the part that is kept. Returns (output, whether it was cut)."""
         timeout = self.settings.git_query_timeout
         with tempfile.TemporaryFile() as errors:
-            try:
-                proc = subprocess.Popen(
-                    ["git", *args],
-                    cwd=cwd,
-                    env={**self.env, **env} if env else self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=errors,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise self._failure(args, "", f"could not start ({exc.strerror}: {cwd})") from None
-            watchdog = _Watchdog(proc.pid, timeout, None)
-            try:
+            watched = self._watched(args, cwd, env, timeout, None, stdout=subprocess.PIPE, stderr=errors)
+            with watched as (proc, watchdog):
                 assert proc.stdout is not None
                 with proc.stdout:
                     data = proc.stdout.read(limit + 1)
@@ -147,12 +135,6 @@ class Git:
                 if cut:
                     watchdog.kill()
                 returncode = proc.wait()
-            except BaseException:
-                watchdog.kill()
-                proc.wait()
-                raise
-            finally:
-                watchdog.stop()
             errors.seek(0)
             stderr = errors.read().decode("utf-8", "replace")
         if watchdog.fired == "timeout":
@@ -167,21 +149,9 @@ class Git:
         """Run a network command with `--progress`, reporting (phase, percent) as git prints them. Its whole process
         group is killed on time-out, on cancel, and when the caller is interrupted (`on_progress` raising, say)."""
         timeout = timeout or self.settings.clone_timeout
-        try:
-            proc = subprocess.Popen(
-                [*_TIED, "git", *args],
-                cwd=cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group, killed whole
-            )
-        except OSError as exc:
-            raise self._failure(args, "", f"could not start ({exc.strerror}: {cwd})") from None
-        watchdog = _Watchdog(proc.pid, timeout, self.cancelled)
         stderr_lines: list[str] = []
-        try:
+        streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
+        with self._watched(args, cwd, None, timeout, self.cancelled, tied=True, **streams) as (proc, watchdog):
             assert proc.stderr is not None
             for line in _progress_lines(proc.stderr):
                 match = _PROGRESS.search(line)
@@ -191,12 +161,6 @@ class Git:
                     stderr_lines.append(line)
                     del stderr_lines[:-20]
             returncode = proc.wait()
-        except BaseException:
-            watchdog.kill()
-            proc.wait()
-            raise
-        finally:
-            watchdog.stop()
         stderr = "\n".join(stderr_lines)
         if watchdog.fired == "cancel":
             raise Canceled()
@@ -205,6 +169,40 @@ class Git:
         if returncode != 0:
             raise self._failure(args, stderr, f"failed (exit {returncode})")
         return GitResult("", self._clean(stderr))
+
+    @contextlib.contextmanager
+    def _watched(
+        self,
+        args: Sequence[str],
+        cwd: Path | None,
+        env: Mapping[str, str] | None,
+        timeout: float,
+        cancelled: Callable[[], bool] | None,
+        tied: bool = False,
+        **streams: Any,
+    ) -> Iterator[tuple[subprocess.Popen[bytes], _Watchdog]]:
+        """git started in a process group of its own, which is killed whole at `timeout`, when `cancelled` says so,
+        and when the body raises; the body waits for it. `tied`: it dies with its caller too."""
+        try:
+            proc = subprocess.Popen(
+                [*(_TIED if tied else []), "git", *args],
+                cwd=cwd,
+                env={**self.env, **env} if env else self.env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                **streams,
+            )
+        except OSError as exc:
+            raise self._failure(args, "", f"could not start ({exc.strerror}: {cwd})") from None
+        watchdog = _Watchdog(proc.pid, timeout, cancelled)
+        try:
+            yield proc, watchdog
+        except BaseException:
+            watchdog.kill()
+            proc.wait()
+            raise
+        finally:
+            watchdog.stop()
 
 
 class _Watchdog:
