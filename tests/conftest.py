@@ -437,7 +437,7 @@ def web_stack(
 ) -> Iterator[Any]:
     """bin/start (Caddy, the sidecar, the worker, Redis, opencode answered by `web_llm`), started once for every
     browser test module that has no stack of its own to need."""
-    from tests.test_stack import start_stack  # which imports this module
+    from tests.test_stack import start_stack, stop  # which imports this module
 
     for name in WEB_REPOS:
         origin.create(name)
@@ -447,9 +447,27 @@ def web_stack(
         tmp = tmp_path_factory.mktemp("webstack")
         running = start_stack(tmp, origin, web_llm.url, web_git_server.base_url, MECODES_TRUSTED_PROXY="127.0.0.1/32")
     yield running
-    if running.proc.poll() is None:
-        running.proc.terminate()
-        running.proc.wait(60)
+    stop(running)
+
+
+ASK_BASH = json.dumps({"permission": {"bash": "ask"}})  # the person's opencode settings in `asking_stack`
+
+
+@pytest.fixture(scope="session")
+def asking_llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def asking_stack(tmp_path_factory: pytest.TempPathFactory, origin: Origin, asking_llm: FakeLLM) -> Iterator[Any]:
+    """bin/start whose opencode, answered by `asking_llm`, asks the person before any bash command: one for the
+    modules about questions and permissions (the API's and the phone's)."""
+    from tests.test_stack import start_stack, stop  # which imports this module
+
+    running = start_stack(tmp_path_factory.mktemp("asking"), origin, asking_llm.url, MECODES_OPENCODE_CONFIG=ASK_BASH)
+    yield running
+    stop(running)
 
 
 @pytest.fixture(scope="session")

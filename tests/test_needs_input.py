@@ -6,10 +6,8 @@ and `"permission": {"bash": "ask"}` in the person's opencode settings."""
 from __future__ import annotations
 
 import json
-import signal
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,8 @@ import pytest
 
 from tests.conftest import Origin, wait_until
 from tests.support.fake_llm import FakeLLM
-from tests.test_stack import RunningStack, new_chat, start_stack
+from tests.test_stack import RunningStack, new_chat
 
-ASK_BASH = json.dumps({"permission": {"bash": "ask"}})
 COLOUR = {
     "question": "Which colour should the button be?",
     "header": "Colour",
@@ -32,19 +29,14 @@ def ask(*questions: dict[str, Any]) -> str:
     return "ASK " + json.dumps({"questions": list(questions)})
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLM]:
-    with FakeLLM() as fake:
-        yield fake
+@pytest.fixture
+def llm(asking_llm: FakeLLM) -> FakeLLM:
+    return asking_llm
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, origin: Origin, llm: FakeLLM) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("inputs"), origin, llm.url, MECODES_OPENCODE_CONFIG=ASK_BASH)
-    yield running
-    if running.proc.poll() is None:
-        running.proc.send_signal(signal.SIGTERM)
-        running.proc.wait(60)
+@pytest.fixture
+def stack(asking_stack: RunningStack) -> RunningStack:
+    return asking_stack
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ import pytest
 from redis import Redis
 from rq.job import Job
 
-from tests.conftest import Origin, wait_until
+from tests.conftest import ASK_BASH, Origin, wait_until
 from tests.support.fake_llm import FakeLLM
 from tests.support.push_service import PushService
-from tests.test_needs_input import ASK_BASH, COLOUR, ask
+from tests.test_needs_input import COLOUR, ask
 from tests.test_stack import RunningStack, new_chat, prompt_via_api, running_in, service_pid, start_stack
 
 NOTIFY_JOB = "worker.jobs.notify"

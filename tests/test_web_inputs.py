@@ -7,7 +7,6 @@ the real opencode (see tests/test_web.py)."""
 from __future__ import annotations
 
 import re
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Origin
 from tests.support.fake_llm import FakeLLM
-from tests.test_needs_input import ASK_BASH, COLOUR, ask, listed, pending, reply, tool_results
-from tests.test_stack import RunningStack, new_chat, prompt_via_api, start_stack
+from tests.test_needs_input import COLOUR, ask, listed, pending, reply, tool_results
+from tests.test_stack import RunningStack, new_chat, prompt_via_api
 from tests.test_web import Phone, close, new_phone
 
 EXTRAS = {
@@ -30,19 +29,14 @@ EXTRAS = {
 DENIED = "The user rejected permission to use this specific tool call."
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLLM]:
-    with FakeLLM() as fake:
-        yield fake
+@pytest.fixture
+def llm(asking_llm: FakeLLM) -> FakeLLM:
+    return asking_llm
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, origin: Origin, llm: FakeLLM) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("webinputs"), origin, llm.url, MECODES_OPENCODE_CONFIG=ASK_BASH)
-    yield running
-    if running.proc.poll() is None:
-        running.proc.send_signal(signal.SIGTERM)
-        running.proc.wait(60)
+@pytest.fixture
+def stack(asking_stack: RunningStack) -> RunningStack:
+    return asking_stack
 
 
 @pytest.fixture
