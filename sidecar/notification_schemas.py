@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from marshmallow import ValidationError, fields, validate
+from marshmallow import fields, validate
 
 from domain.notifications import KINDS
 from domain.push_devices import ID_PATTERN, InvalidSubscription, parse_name
-from sidecar.schemas import StrictSchema
+from sidecar.schemas import StrictSchema, checked_by
 
 EVENTS_DESCRIPTION = f"the events this device is told about, among {', '.join(KINDS)} (default: all)"
 
 
-def _checked_by(parser: Callable[[Any], object]) -> Callable[[Any], None]:
-    def check(value: Any) -> None:
-        try:
-            parser(value)
-        except InvalidSubscription as exc:
-            raise ValidationError(str(exc)) from None
-
-    return check
-
-
 def name_field() -> fields.String:
     return fields.String(
-        load_default=None, validate=_checked_by(parse_name), metadata={"description": "the device's label"}
+        load_default=None,
+        validate=checked_by(parse_name, InvalidSubscription),
+        metadata={"description": "the device's label"},
     )
 
 

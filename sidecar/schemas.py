@@ -10,11 +10,13 @@ from domain.names import InvalidName, parse_branch, parse_repo, parse_session_id
 from domain.processes import IN_WORKTREE, ORPHAN
 
 
-def _checked_by(parser: Callable[[str], object]) -> Callable[[str], None]:
+def checked_by(parser: Callable[[str], object], error: type[Exception] = InvalidName) -> Callable[[str], None]:
+    """A field validator from a domain parser: its `error` becomes a validation error, with the parser's message."""
+
     def check(value: str) -> None:
         try:
             parser(value)
-        except InvalidName as exc:
+        except error as exc:
             raise ValidationError(str(exc)) from None
 
     return check
@@ -22,12 +24,12 @@ def _checked_by(parser: Callable[[str], object]) -> Callable[[str], None]:
 
 class RepoField(fields.String):
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(validate=_checked_by(parse_repo), metadata={"example": "octocat/hello-world"}, **kwargs)
+        super().__init__(validate=checked_by(parse_repo), metadata={"example": "octocat/hello-world"}, **kwargs)
 
 
 class SessionIdField(fields.String):
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(validate=_checked_by(parse_session_id), metadata={"example": "ses_01abc"}, **kwargs)
+        super().__init__(validate=checked_by(parse_session_id), metadata={"example": "ses_01abc"}, **kwargs)
 
 
 class StrictSchema(Schema):
@@ -81,7 +83,7 @@ class WorktreeRequest(StrictSchema):
     repo = RepoField(required=True)
     session_id = SessionIdField(required=True)
     branch = fields.String(
-        load_default=None, validate=_checked_by(parse_branch), metadata={"description": "default: mecodes/<session_id>"}
+        load_default=None, validate=checked_by(parse_branch), metadata={"description": "default: mecodes/<session_id>"}
     )
 
 
@@ -269,7 +271,7 @@ class NewChatRequest(StrictSchema):
         load_default=None, validate=validate.Length(min=1, max=50_000), metadata={"description": "the task"}
     )
     branch = fields.String(
-        load_default=None, validate=_checked_by(parse_branch), metadata={"description": "default: mecodes/chat-..."}
+        load_default=None, validate=checked_by(parse_branch), metadata={"description": "default: mecodes/chat-..."}
     )
     title = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
     model = model_field()
